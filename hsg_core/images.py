@@ -1,0 +1,126 @@
+"""Reading images from disk into HxWx3 uint8 RGB, with one clear error per bad file.
+
+Rules (documented in the README): EXIF orientation is applied; grayscale, palette, RGBA (composited
+on white), CMYK and 16-bit images are converted to 8-bit RGB; animated GIF/WebP give their first
+frame; images above `MAX_PIXELS` are refused as decompression bombs; images whose longer side
+exceeds `max_side` are downscaled (area filter) so the longer side equals `max_side`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+MAX_PIXELS = 100_000_000  # 10^8 pixels (e.g. 10000 x 10000); larger files are refused unread
+
+
+class ImageReadError(ValueError):
+    """An image file cannot be turned into an RGB array; the message names the file and why."""
+
+
+def _to_rgb8(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        span = max(arr.max() - arr.min(), 1e-12)
+        img = Image.fromarray(((arr - arr.min()) / span * 255.0 + 0.5).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def downscale_to(image: np.ndarray, max_side: int) -> np.ndarray:
+    """[H, W, 3] uint8 -> same, longer side <= max_side (area-averaging), aspect kept."""
+    h, w = image.shape[:2]
+    if max_side <= 0 or max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+
+
+def load_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
+    """Read `path` as [H, W, 3] uint8 RGB (rules in the module docstring).
+
+    Raises:
+        ImageReadError: missing, empty, truncated, not an image, or too large; message names the file.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+            with Image.open(path) as img:
+                img.seek(0)
+                img = ImageOps.exif_transpose(img) or img
+                rgb = np.asarray(_to_rgb8(img))
+    except ImageReadError:
+        raise
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{path}: no such file") from err
+    except IsADirectoryError as err:
+        raise ImageReadError(f"{path}: is a folder, not an image") from err
+    except PermissionError as err:
+        raise ImageReadError(f"{path}: not readable (permission denied)") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(f"{path}: too large (more than {MAX_PIXELS:,} pixels); "
+                             "downscale it first") from err
+    except UnidentifiedImageError as err:
+        raise ImageReadError(f"{path}: not an image file (unrecognised format)") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+    if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
+        raise ImageReadError(f"{path}: decoded to an unusable shape {rgb.shape}")
+    return downscale_to(np.ascontiguousarray(rgb), max_side)
+
+
+def check_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
+    """Validate an in-memory image: [H, W, 3] uint8 (grayscale [H, W] and RGBA are converted)."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"{what}: expected an HxWx3 RGB array, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"{what}: expected uint8 pixels, got {arr.dtype}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{what}: empty image {arr.shape}")
+    return np.ascontiguousarray(arr[..., :3])
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Every image file under `root` (recursive, sorted, symlink loops visited once)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    found, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        found.extend(Path(dirpath) / f for f in sorted(filenames)
+                     if f.lower().endswith(IMAGE_SUFFIXES))
+    return sorted(found)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
