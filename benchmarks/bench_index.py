@@ -1,0 +1,336 @@
+"""Benchmark of the segment index: query latency, size on disk, and build throughput.
+
+    PYTHONPATH=. python benchmarks/bench_index.py --out benchmarks/results/index.json
+    PYTHONPATH=. python benchmarks/bench_index.py --sizes 100000          # skip the 10^6 case
+
+Query latency: single queries, k=20, with a level filter, through `SegmentIndex.search`
+(selector search + Hit construction), faiss on `--threads` CPU threads, for each size, exact
+(Flat) and IVF-Flat, on clustered synthetic 128-d unit vectors (100 regions per image over
+4 levels). Build throughput: `build_index` over real files with an extractor that returns
+precomputed synthetic predictions, (a) at zero model cost, i.e. the index-side capacity per
+image (hashing, validation, RLE, shard writes, commit) to set against the model's forward
+throughput, and (b) with a simulated forward pass (`--forward-ms`, sleeping, so it releases the
+GIL like a GPU model) to show how much of the forward-bound rate the pipelined build keeps.
+The metadata size of (a)/(b) is optimistic (16 distinct predictions compress well); the raw
+RLE size per region is reported next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata as package_metadata
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+
+from index import SegmentIndex, build_index
+from index.commit import commit_job
+from index.factory import FLAT, ivf_factory
+from index.ids import region_ids
+from index.records import METADATA_SCHEMA, VECTOR_COLUMN, prediction_rows
+from index.rle import encode_mask
+from index.shards import Plan, write_plan, write_shard
+from index.synthetic import cluster_centers, clustered_unit_vectors, synthetic_prediction
+
+REGIONS_PER_LEVEL = (64, 24, 8, 4)  # 100 regions per image
+IMAGE_SIZE = (321, 481)  # BSDS500 size
+DIM = 128
+CENTERS = 2000
+SPREAD = 0.8
+SHARD_IMAGES = 1000
+
+
+def machine_info() -> dict:
+    """CPU model, core count, Python and library versions."""
+    cpu = platform.processor() or "unknown"
+    if Path("/proc/cpuinfo").exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+        "pyarrow": pa.__version__,
+        "faiss_gpus": faiss.get_num_gpus(),
+        "pandas": package_metadata.version("pandas"),
+    }
+
+
+def synthetic_shard(images: range, centers: np.ndarray, rng: np.random.Generator) -> pa.Table:
+    """Region rows + vectors for a range of image slots (whole-image boxes, 1-run RLE)."""
+    per_image = sum(REGIONS_PER_LEVEL)
+    levels = np.concatenate([np.full(n, lv) for lv, n in enumerate(REGIONS_PER_LEVEL)])
+    regions = np.concatenate([np.arange(n) for n in REGIONS_PER_LEVEL])
+    parents = np.concatenate(
+        [
+            np.arange(n) % (REGIONS_PER_LEVEL[lv + 1] if lv + 1 < len(REGIONS_PER_LEVEL) else 1)
+            - (lv + 1 == len(REGIONS_PER_LEVEL))
+            for lv, n in enumerate(REGIONS_PER_LEVEL)
+        ]
+    )
+    slots = np.repeat(np.arange(images.start, images.stop), per_image)
+    count = slots.size
+    ids = np.concatenate(
+        [region_ids(lv, s, np.array([r])) for s in images for lv, r in zip(levels, regions)]
+    )
+    height, width = IMAGE_SIZE
+    rle = encode_mask(np.ones((1, 1), bool))  # stand-in mask: the benchmark never decodes it
+    columns = {
+        "id": ids,
+        "image": [f"img{s:07d}.jpg" for s in slots],
+        "image_hash": ["0" * 64] * count,
+        "level": np.tile(levels, len(images)),
+        "region": np.tile(regions, len(images)),
+        "parent": np.tile(parents, len(images)),
+        "area": np.full(count, 100),
+        "x0": np.zeros(count),
+        "y0": np.zeros(count),
+        "x1": np.full(count, width),
+        "y1": np.full(count, height),
+        "height": np.full(count, height),
+        "width": np.full(count, width),
+        "rle": [rle] * count,
+    }
+    table = pa.table(
+        {f.name: pa.array(columns[f.name], f.type) for f in METADATA_SCHEMA}, schema=METADATA_SCHEMA
+    )
+    vectors = clustered_unit_vectors(count, centers, SPREAD, rng)
+    return table.append_column(
+        VECTOR_COLUMN, pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)
+    )
+
+
+def synthetic_index(out_dir: Path, num_regions: int, factory: str) -> float:
+    """Writes shards of synthetic regions and commits them with `factory`.
+
+    Returns:
+        Time of the commit (seconds).
+    """
+    num_images = num_regions // sum(REGIONS_PER_LEVEL)
+    plan = Plan(
+        kind="build",
+        checkpoint_hash="bench",
+        data_root=str(out_dir),
+        shard_images=SHARD_IMAGES,
+        factory=factory,
+        images=[[f"img{s:07d}.jpg", s] for s in range(num_images)],
+        next_slot=num_images,
+    )
+    write_plan(out_dir, plan)
+    centers = cluster_centers(CENTERS, DIM, seed=0)
+    rng = np.random.default_rng(1)
+    for shard in range(plan.num_shards):
+        slots = range(shard * SHARD_IMAGES, min((shard + 1) * SHARD_IMAGES, num_images))
+        records = [
+            {"image": f"img{s:07d}.jpg", "hash": "0" * 64, "slot": s, "status": "ok", "error": None}
+            for s in slots
+        ]
+        write_shard(out_dir, shard, synthetic_shard(slots, centers, rng), records, "bench")
+    start = time.perf_counter()
+    commit_job(out_dir, plan, factory)
+    return time.perf_counter() - start
+
+
+def query_latency(index: SegmentIndex, queries: np.ndarray, levels: np.ndarray, **kwargs) -> dict:
+    """p50/p95/mean latency (ms) of single k=20 searches, one level each."""
+    index.search(queries[0], 20, levels=[int(levels[0])], **kwargs)  # warm-up
+    times = []
+    for query, level in zip(queries, levels):
+        start = time.perf_counter()
+        index.search(query, 20, levels=[int(level)], **kwargs)
+        times.append((time.perf_counter() - start) * 1e3)
+    times = np.asarray(times)
+    return {
+        "p50_ms": round(float(np.percentile(times, 50)), 3),
+        "p95_ms": round(float(np.percentile(times, 95)), 3),
+        "mean_ms": round(float(times.mean()), 3),
+    }
+
+
+def recall_at_20(
+    index: SegmentIndex, exact: SegmentIndex, queries: np.ndarray, levels: np.ndarray
+) -> float:
+    found = 0
+    for query, level in zip(queries, levels):
+        got = {h.id for h in index.search(query, 20, levels=[int(level)])}
+        found += len(got & {h.id for h in exact.search(query, 20, levels=[int(level)])})
+    return found / (20 * len(queries))
+
+
+def bench_size(work: Path, num_regions: int, num_queries: int) -> list[dict]:
+    """Flat and IVF indexes over `num_regions` regions: latency, recall, size, commit time."""
+    rng = np.random.default_rng(7)
+    queries = clustered_unit_vectors(
+        num_queries, cluster_centers(CENTERS, DIM, seed=0), SPREAD, rng
+    )
+    levels = rng.choice(len(REGIONS_PER_LEVEL), num_queries, p=np.array(REGIONS_PER_LEVEL) / 100)
+    results, opened = [], {}
+    for factory in (FLAT, ivf_factory(num_regions)):
+        out = work / f"n{num_regions}_{factory.replace(',', '_')}"
+        commit_seconds = synthetic_index(out, num_regions, factory)
+        start = time.perf_counter()
+        index = SegmentIndex.open(out, use_gpu=False)
+        open_seconds = time.perf_counter() - start
+        row = {
+            "regions": len(index),
+            "factory": factory,
+            "nprobe": index.info()["nprobe"],
+            "size_on_disk_bytes": index.info()["size_bytes"],
+            "commit_seconds": round(commit_seconds, 2),
+            "open_seconds": round(open_seconds, 2),
+            "level_filtered_k20": query_latency(index, queries, levels),
+            "level_filtered_k20_one_per_image": query_latency(
+                index, queries[:50], levels[:50], one_per_image=True
+            ),
+        }
+        opened[factory] = index
+        if factory != FLAT:
+            row["recall_at_20_vs_flat"] = recall_at_20(
+                index, opened[FLAT], queries[:100], levels[:100]
+            )
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    for factory in opened:
+        shutil.rmtree(work / f"n{num_regions}_{factory.replace(',', '_')}")
+    return results
+
+
+def bench_build(work: Path, num_images: int, forward_ms: list[float]) -> dict:
+    """Build throughput with ~100 regions per image: index-side capacity (zero-cost extractor), and
+    with simulated forward passes of `forward_ms` per image (sleeping: they release the GIL,
+    like a GPU model)."""
+    data = work / "build_data"
+    rng = np.random.default_rng(3)
+    for number in range(num_images):
+        path = data / f"d{number % 10}" / f"img{number:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.bytes(40_000))  # about a BSDS JPEG
+    pool = [
+        synthetic_prediction(
+            np.random.default_rng(seed),
+            image_size=IMAGE_SIZE,
+            layout="voronoi",
+            regions_per_level=REGIONS_PER_LEVEL,
+            centers=cluster_centers(64, DIM),
+        )
+        for seed in range(16)
+    ]
+    rle_bytes = np.mean(
+        [sum(map(len, prediction_rows(p, "x", "", 0).rle)) / sum(REGIONS_PER_LEVEL) for p in pool]
+    )
+    result = {
+        "images": num_images,
+        "regions_per_image": sum(REGIONS_PER_LEVEL),
+        "image_size": list(IMAGE_SIZE),
+        "rle_bytes_per_region_before_compression": round(float(rle_bytes), 1),
+    }
+    result["zero_cost_extractor"] = _timed_build(data, work / "build0", pool, 0.0)
+    for ms in forward_ms:
+        result[f"simulated_forward_{ms:g}ms"] = run = _timed_build(data, work / "build1", pool, ms)
+        run["fraction_of_forward_bound"] = round(run["images_per_s"] * ms / 1e3, 3)
+        print(json.dumps({f"simulated_forward_{ms:g}ms": run}), flush=True)
+    shutil.rmtree(data)
+    return result
+
+
+def _timed_build(data: Path, out: Path, pool: list, forward_ms: float) -> dict:
+    """One `build_index` run; the extractor cycles through `pool`, sleeping `forward_ms` each."""
+    calls = iter(range(10**9))
+    marks: dict[str, float] = {}
+
+    def extract(paths: list[Path]) -> list:
+        time.sleep(forward_ms * len(paths) / 1e3)
+        return [pool[next(calls) % len(pool)] for _ in paths]
+
+    def progress(done: int, total: int) -> None:
+        if done == total:
+            marks["extracted"] = time.perf_counter()
+
+    start = time.perf_counter()
+    manifest = build_index(
+        data, out, extract, checkpoint_hash="bench", batch_size=8, progress=progress
+    )
+    end = time.perf_counter()
+    size = sum(entry["bytes"] for entry in manifest["files"].values())
+    shutil.rmtree(out)
+    images = manifest["counts"]["images"]
+    return {
+        "images_per_s": round(images / (end - start), 1),
+        "extraction_phase_images_per_s": round(images / (marks["extracted"] - start), 1),
+        "commit_seconds": round(end - marks["extracted"], 2),
+        "index_bytes": size,
+        "bytes_per_region": round(size / manifest["counts"]["regions"], 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/index.json"))
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[100_000, 1_000_000],
+        help="region counts for the latency runs (10^6 takes a few minutes)",
+    )
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--build-images", type=int, default=400)
+    parser.add_argument(
+        "--forward-ms",
+        type=float,
+        nargs="+",
+        default=[10.0, 50.0],
+        help="simulated model times per image for the pipelined build runs",
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--work", type=Path, default=None, help="scratch folder (default: a temp folder)"
+    )
+    args = parser.parse_args(argv)
+    faiss.omp_set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench_index_", dir=args.work))
+    started = time.perf_counter()
+    try:
+        report = {
+            "machine": machine_info(),
+            "settings": {
+                "dim": DIM,
+                "k": 20,
+                "threads": args.threads,
+                "queries": args.queries,
+                "regions_per_level": REGIONS_PER_LEVEL,
+                "clusters": CENTERS,
+                "spread": SPREAD,
+            },
+            "build": bench_build(work, args.build_images, args.forward_ms),
+        }
+        print(json.dumps(report["build"]), flush=True)
+        report["query"] = [
+            row for size in args.sizes for row in bench_size(work, size, args.queries)
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["total_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

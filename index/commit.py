@@ -1,0 +1,205 @@
+"""Turns a finished pending job (all shards committed) into a new committed index generation."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import IndexFormatError
+from .factory import add_vectors, build_faiss_index, choose_factory, ivf_of, needs_rerank
+from .ids import LEVEL_SHIFT, SLOT_SHIFT
+from .io import (
+    DATA_FILES,
+    MANIFEST_NAME,
+    data_file,
+    generation_names,
+    manifest_header,
+    read_faiss,
+    read_manifest,
+    read_table,
+    read_vectors,
+    remove_unreferenced,
+    write_faiss,
+    write_json,
+    write_table,
+    write_vectors,
+)
+from .records import METADATA_SCHEMA, split_vectors
+from .shards import Plan, committed_shards, pending_dir, read_shard, remove_pending
+
+LOG = logging.getLogger(__name__)
+
+
+def commit_job(out_dir: Path, plan: Plan, factory: str | None) -> dict:
+    """Assembles base generation + shards, writes the new generation, commits its manifest.
+
+    Args:
+        out_dir: index folder.
+        plan: the pending plan, every shard of which must be committed.
+        factory: faiss factory to use, or None (keep the base's, or choose by size).
+
+    Returns:
+        The new manifest.
+    """
+    missing = sorted(set(range(plan.num_shards)) - committed_shards(out_dir))
+    if missing:
+        names = ", ".join(f"shard_{i:05d}.parquet" for i in missing[:5])
+        raise IndexFormatError(
+            f"{pending_dir(out_dir)}: {len(missing)} shard(s) not committed yet ({names}"
+            f"{', ...' if len(missing) > 5 else ''}); finish every rank first"
+        )
+    table, vectors, records = _read_shards(out_dir, plan)
+    base, base_ids = None, None
+    if plan.base_generation is not None:
+        base = read_manifest(out_dir)
+        table, vectors, base_ids = _merge_with_base(out_dir, base, plan, table, vectors)
+    skipped = list(plan.carried_skipped) + [r for r in records if r["status"] == "skipped"]
+    if table.num_rows == 0:
+        first = f"; first error: {skipped[0]['image']}: {skipped[0]['error']}" if skipped else ""
+        raise ValueError(
+            f"{plan.data_root}: nothing to index ({len(skipped)} image(s) skipped{first})"
+        )
+    order = np.argsort(table.column("id").to_numpy(), kind="stable")
+    table, vectors = table.take(pa.array(order)), np.ascontiguousarray(vectors[order])
+    ids = table.column("id").to_numpy()
+    index, factory_used, auto = _faiss_index(out_dir, base, base_ids, ids, vectors, factory)
+    manifest = _write_generation(out_dir, base, plan, table, vectors, index, skipped)
+    manifest.update(factory=factory_used, factory_auto=auto)
+    write_json(Path(out_dir) / MANIFEST_NAME, manifest)
+    remove_unreferenced(out_dir, {entry["name"] for entry in manifest["files"].values()})
+    remove_pending(out_dir)
+    LOG.info(
+        "index generation %d committed: %d regions of %d images",
+        manifest["generation"],
+        manifest["counts"]["regions"],
+        manifest["counts"]["images"],
+    )
+    return manifest
+
+
+def _read_shards(out_dir: Path, plan: Plan) -> tuple[pa.Table, np.ndarray, list[dict]]:
+    """All shard rows (vectors split off) and image records, in shard order."""
+    tables, vectors, records = [METADATA_SCHEMA.empty_table()], [], []
+    for shard in range(plan.num_shards):
+        table, shard_records = read_shard(out_dir, shard, plan.checkpoint_hash)
+        records.extend(shard_records)
+        if table.num_rows:
+            table, shard_vectors = split_vectors(table)
+            tables.append(table.select(METADATA_SCHEMA.names))
+            vectors.append(shard_vectors)
+    dims = sorted({v.shape[1] for v in vectors})
+    if len(dims) > 1:
+        raise IndexFormatError(
+            f"{pending_dir(out_dir)}: shards hold vectors of different sizes {dims}"
+        )
+    stacked = np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)
+    return pa.concat_tables(tables), stacked, records
+
+
+def _merge_with_base(
+    out_dir: Path, base: dict, plan: Plan, table: pa.Table, vectors: np.ndarray
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """(base rows minus removed images plus the new rows, their vectors, [M] ids of the base)."""
+    if base["generation"] != plan.base_generation:
+        raise IndexFormatError(
+            f"{pending_dir(out_dir)}: pending update was planned on generation "
+            f"{plan.base_generation}, the index is at {base['generation']}"
+        )
+    base_table = read_table(data_file(out_dir, base, "metadata"))
+    base_vectors = read_vectors(data_file(out_dir, base, "vectors"), mmap=False)
+    if vectors.shape[0] and vectors.shape[1] != base_vectors.shape[1]:
+        raise IndexFormatError(
+            f"{pending_dir(out_dir)}: new vectors have size {vectors.shape[1]}, "
+            f"the index has {base_vectors.shape[1]}"
+        )
+    keep = pc.invert(pc.is_in(base_table.column("image"), pa.array(plan.remove, pa.string())))
+    keep_rows = np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)
+    merged = pa.concat_tables([base_table.filter(keep), table])
+    new_vectors = vectors if vectors.shape[0] else np.zeros((0, base_vectors.shape[1]), np.float32)
+    merged_vectors = np.concatenate([base_vectors[keep_rows], new_vectors])
+    return merged, merged_vectors, base_table.column("id").to_numpy()
+
+
+def _faiss_index(
+    out_dir: Path,
+    base: dict | None,
+    base_ids: np.ndarray | None,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    factory: str | None,
+) -> tuple[faiss.Index, str, bool]:
+    """(index, factory string, chosen automatically?) for the final rows.
+
+    When the factory stays that of the base index, the base index is updated in place:
+    `remove_ids` for the rows that left, `add_with_ids` for the new ones. Otherwise (first build,
+    another factory requested, or the automatic choice changed with the size) it is built anew.
+    """
+    auto = factory is None and (base is None or base["factory_auto"])
+    chosen = choose_factory(ids.size) if auto else (factory or base["factory"])
+    if base is None or chosen != base["factory"]:
+        LOG.info("building faiss index %r over %d vectors", chosen, ids.size)
+        return build_faiss_index(vectors, ids, chosen), chosen, auto
+    index = read_faiss(data_file(out_dir, base, "index"), mmap=False)
+    removed = np.setdiff1d(base_ids, ids)
+    if removed.size:
+        index.remove_ids(faiss.IDSelectorBatch(removed))
+    added = ~np.isin(ids, base_ids)
+    add_vectors(index, vectors[added], ids[added])
+    if index.ntotal != ids.size:
+        raise IndexFormatError(
+            f"{out_dir}: the updated faiss index holds {index.ntotal} vectors, "
+            f"the metadata {ids.size}"
+        )
+    return index, chosen, auto
+
+
+def _write_generation(
+    out_dir: Path,
+    base: dict | None,
+    plan: Plan,
+    table: pa.Table,
+    vectors: np.ndarray,
+    index: faiss.Index,
+    skipped: list[dict],
+) -> dict:
+    """Writes the data files of the next generation; returns its manifest (not written yet)."""
+    generation = 1 if base is None else base["generation"] + 1
+    names = generation_names(generation)
+    sizes = {
+        "vectors": write_vectors(Path(out_dir) / names["vectors"], vectors),
+        "metadata": write_table(Path(out_dir) / names["metadata"], table),
+        "index": write_faiss(Path(out_dir) / names["index"], index),
+    }
+    levels = table.column("level").to_numpy()
+    ivf = ivf_of(index)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return {
+        **manifest_header(),
+        "generation": generation,
+        "job_id": plan.job_id,
+        "checkpoint_hash": plan.checkpoint_hash,
+        "data_root": plan.data_root,
+        "dim": int(vectors.shape[1]),
+        "num_levels": int(levels.max()) + 1,
+        "metric": "inner_product",
+        "nprobe": int(ivf.nprobe) if ivf is not None else None,
+        "rerank": needs_rerank(index),
+        "id_layout": {"level_shift": LEVEL_SHIFT, "slot_shift": SLOT_SHIFT},
+        "counts": {
+            "images": len(pc.unique(table.column("image"))),
+            "regions": table.num_rows,
+            "per_level": np.bincount(levels).tolist(),
+            "skipped": len(skipped),
+        },
+        "next_slot": plan.next_slot,
+        "skipped": sorted(skipped, key=lambda r: r["image"]),
+        "files": {kind: {"name": names[kind], "bytes": sizes[kind]} for kind in DATA_FILES},
+        "created": base["created"] if base is not None else now,
+        "updated": now,
+    }

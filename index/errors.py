@@ -1,0 +1,19 @@
+"""Error classes of the segment index.
+
+Every message names the file (or folder) involved and says what is wrong with it, so a
+user can act on a single line of output.
+"""
+
+from __future__ import annotations
+
+
+class IndexFormatError(ValueError):
+    """An index folder is missing, truncated, corrupt, or of a format this code does not read."""
+
+
+class CheckpointMismatchError(IndexFormatError):
+    """The index (or a pending build) was made with another model checkpoint than the one given."""
+
+
+class InvalidPredictionError(ValueError):
+    """A prediction given to the builder breaks the `Prediction` contract (shapes, nesting...)."""

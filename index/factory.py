@@ -1,0 +1,167 @@
+"""Which faiss index to build, how to fill it, and how to search it with id filters.
+
+Two families are supported, both on inner product over unit vectors (= cosine similarity):
+
+* ``"Flat"``: exact search, ``IndexIDMap2(IndexFlatIP)``. Chosen automatically up to
+  `FLAT_MAX_VECTORS` vectors.
+* any faiss factory string whose index is an ``IndexIVF`` (``"IVF1024,Flat"``, ``"IVF4096,PQ32"``,
+  ``"IVF1024,SQ8"``...). Chosen automatically (``IVF{nlist},Flat``) past the threshold. The coarse
+  quantizer is trained with faiss k-means on a fixed random sample. Lossy codes (PQ, SQ) are
+  re-ranked exactly by `SegmentIndex` with the stored float32 vectors.
+
+Other index types (HNSW, refine wrappers, pre-transforms) are refused: they either lack
+``remove_ids``/``add_with_ids`` or do not pass id selectors through.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+
+FLAT_MAX_VECTORS = 200_000
+FLAT = "Flat"
+_ADD_CHUNK = 65_536
+_TRAIN_POINTS_PER_LIST = 40
+_SAMPLE_SEED = 0
+
+
+def choose_factory(num_vectors: int) -> str:
+    """Default factory for `num_vectors`: exact up to the threshold, IVF-Flat above it
+    (1e6 vectors -> "IVF1024,Flat")."""
+    return FLAT if num_vectors <= FLAT_MAX_VECTORS else ivf_factory(num_vectors)
+
+
+def ivf_factory(num_vectors: int) -> str:
+    """IVF-Flat factory with nlist = the power of two nearest to sqrt(num_vectors), at least 16."""
+    nlist = max(16, 1 << int(round(np.log2(np.sqrt(max(num_vectors, 1))))))
+    return f"IVF{nlist},Flat"
+
+
+def default_nprobe(nlist: int) -> int:
+    """Lists probed per query: 1/16 of the lists, at least 16 (at most all of them).
+
+    Measured on clustered 128-d data (benchmarks/bench_index.py): IVF1024 at nprobe 64 scans
+    ~6 % of 10^6 vectors in a few ms; searches that come back short double it (see SegmentIndex).
+    """
+    return int(min(nlist, max(16, nlist // 16)))
+
+
+def create_index(factory: str, dim: int) -> faiss.Index:
+    """An empty index for `factory` (see module docstring).
+
+    Raises:
+        ValueError: the factory string is invalid or of an unsupported family.
+    """
+    if factory.strip() == FLAT:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        raise ValueError(f"invalid faiss factory {factory!r}: {str(err).splitlines()[0]}") from err
+    if not isinstance(index, faiss.IndexIVF):  # index_factory returns the most derived type
+        raise ValueError(
+            f"faiss factory {factory!r} gives {type(index).__name__}; "
+            f"use {FLAT!r} or an 'IVF...' factory"
+        )
+    return index
+
+
+def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    """The index itself when it is an IVF index (CPU), else None.
+
+    faiss's Python layer returns the most derived type from `index_factory` and `read_index`;
+    `downcast_index` is avoided on purpose: its proxy does not own the C++ object.
+    """
+    return index if isinstance(index, faiss.IndexIVF) else None
+
+
+def needs_rerank(index: faiss.Index) -> bool:
+    """True when the index stores lossy codes, so scores must be recomputed exactly."""
+    ivf = ivf_of(index)
+    return ivf is not None and not isinstance(ivf, faiss.IndexIVFFlat)
+
+
+def build_faiss_index(vectors: np.ndarray, ids: np.ndarray, factory: str) -> faiss.Index:
+    """Creates, trains (IVF) and fills an index.
+
+    Args:
+        vectors: [N, D] float32 unit vectors.
+        ids: [N] int64 ids.
+        factory: see `create_index`.
+    """
+    index = create_index(factory, vectors.shape[1])
+    ivf = ivf_of(index)
+    if ivf is not None:
+        train_ivf(ivf, vectors)
+        ivf.nprobe = default_nprobe(ivf.nlist)
+    add_vectors(index, vectors, ids)
+    return index
+
+
+def train_ivf(ivf: faiss.IndexIVF, vectors: np.ndarray) -> None:
+    """Trains the coarse quantizer (and codes) with faiss k-means on a fixed random sample.
+
+    Uses the GPUs for training when faiss has any; the trained index stays on the CPU.
+    """
+    wanted = max(ivf.nlist * _TRAIN_POINTS_PER_LIST, 10_000)
+    if vectors.shape[0] < ivf.nlist:
+        raise ValueError(
+            f"{vectors.shape[0]} vectors cannot train {ivf.nlist} IVF lists; "
+            f"use fewer lists or the {FLAT!r} factory"
+        )
+    rng = np.random.default_rng(_SAMPLE_SEED)
+    rows = np.sort(rng.choice(vectors.shape[0], min(wanted, vectors.shape[0]), replace=False))
+    sample = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    LOG.info("training %d IVF lists on %d vectors", ivf.nlist, sample.shape[0])
+    if faiss.get_num_gpus() > 0:
+        clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
+        ivf.clustering_index = clustering_index
+        ivf.train(sample)
+        ivf.clustering_index = None
+    else:
+        ivf.train(sample)
+
+
+def add_vectors(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
+    """`add_with_ids` in chunks, so only one chunk is copied at a time."""
+    for start in range(0, vectors.shape[0], _ADD_CHUNK):
+        chunk = np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32)
+        index.add_with_ids(
+            chunk, np.ascontiguousarray(ids[start : start + _ADD_CHUNK], dtype=np.int64)
+        )
+
+
+def search_parameters(
+    index: faiss.Index, selector: faiss.IDSelector | None, nprobe: int | None
+) -> faiss.SearchParameters | None:
+    """Search parameters carrying an id selector (and nprobe for IVF indexes)."""
+    if ivf_of(index) is not None:
+        return faiss.SearchParametersIVF(sel=selector, nprobe=int(nprobe or 1))
+    if selector is None:
+        return None
+    return faiss.SearchParameters(sel=selector)
+
+
+def to_gpus(index: faiss.Index, use_gpu: bool | None) -> faiss.Index | None:
+    """A copy of `index` on all GPUs, or None when running on CPU.
+
+    Args:
+        index: CPU index (Flat or IVF).
+        use_gpu: None = use GPUs when faiss has any; True = require them; False = CPU only.
+
+    Raises:
+        ValueError: `use_gpu` is True but faiss sees no GPU.
+    """
+    num_gpus = faiss.get_num_gpus()
+    if use_gpu is False or (use_gpu is None and num_gpus == 0):
+        return None
+    if num_gpus == 0:
+        raise ValueError(
+            "use_gpu=True, but faiss sees no GPU (install faiss-gpu on a CUDA machine)"
+        )
+    LOG.info("copying the index to %d GPU(s)", num_gpus)
+    return faiss.index_cpu_to_all_gpus(index)

@@ -1,0 +1,166 @@
+"""A pending build or update: its plan and its committed shards, under ``OUT/pending/``.
+
+``plan.json`` fixes, once, which images are extracted and under which slots, cut into shards
+of ``shard_images`` consecutive images; shard ``i`` is done by rank ``i % world_size``. A shard
+is one Parquet file (``shard_00012.parquet``): region rows with a ``vector`` column, and in its
+schema metadata the list of its images with their hash and status (``ok`` or ``skipped`` with
+the error message). It is written to a temporary name and renamed: it exists iff committed.
+Reruns skip committed shards, so an interrupted job loses at most the shards in progress and
+never duplicates one. Shard boundaries do not depend on the number of ranks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from .errors import IndexFormatError
+from .io import FORMAT_VERSION, check_checkpoint, read_json, read_table, write_json, write_table
+
+PENDING_DIR = "pending"
+PLAN_NAME = "plan.json"
+_SHARD_KEY = b"hsg_shard"
+
+
+@dataclass
+class Plan:
+    """What a pending job extracts and how its result is assembled.
+
+    Attributes:
+        kind: "build" (no base index) or "update" (applied to generation `base_generation`).
+        checkpoint_hash: model checkpoint every shard must come from.
+        data_root: absolute data folder.
+        shard_images: images per shard.
+        factory: faiss factory requested by the caller, or None for the automatic choice.
+        images: [relative path, slot] of every image to extract, in shard order.
+        remove: images of the base index to drop (deleted or changed files).
+        carried_skipped: skipped records of the base kept as they are (same file, same hash).
+        next_slot: first slot never used once this job is committed.
+        base_generation: generation the update applies to (None for a build).
+        job_id: unique id, copied into the manifest that commits the job.
+    """
+
+    kind: str
+    checkpoint_hash: str
+    data_root: str
+    shard_images: int
+    factory: str | None
+    images: list[list]
+    remove: list[str] = field(default_factory=list)
+    carried_skipped: list[dict] = field(default_factory=list)
+    next_slot: int = 0
+    base_generation: int | None = None
+    job_id: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if (
+            not self.job_id
+        ):  # deterministic, so ranks that race to write the plan write the same file
+            content = json.dumps({**asdict(self), "job_id": ""}, sort_keys=True)
+            self.job_id = hashlib.sha256(content.encode()).hexdigest()[:16]
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.images) // self.shard_images)
+
+    def shard_items(self, shard: int) -> list[tuple[str, int]]:
+        """(relative path, slot) of the images of one shard."""
+        chunk = self.images[shard * self.shard_images : (shard + 1) * self.shard_images]
+        return [(str(rel), int(slot)) for rel, slot in chunk]
+
+    def shards_of_rank(self, rank: int, world_size: int) -> list[int]:
+        return [i for i in range(self.num_shards) if i % world_size == rank]
+
+
+def pending_dir(out_dir: Path) -> Path:
+    return Path(out_dir) / PENDING_DIR
+
+
+def read_plan(out_dir: Path) -> Plan | None:
+    """The pending plan of `out_dir`, or None when nothing is pending."""
+    path = pending_dir(out_dir) / PLAN_NAME
+    if not path.exists():
+        return None
+    payload = read_json(path, "pending build plan")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{path}: unknown plan format version {payload.get('format_version')!r}"
+        )
+    try:
+        return Plan(**payload)
+    except TypeError as err:
+        raise IndexFormatError(f"{path}: malformed plan ({err})") from err
+
+
+def write_plan(out_dir: Path, plan: Plan) -> None:
+    """Writes the plan atomically (ranks that race write identical content)."""
+    folder = pending_dir(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / PLAN_NAME, asdict(plan))
+
+
+def check_plan(plan: Plan, out_dir: Path, kind: str, checkpoint_hash: str, data_root: Path) -> None:
+    """Refuses to resume a pending job made for another checkpoint, folder or kind of job."""
+    path = pending_dir(out_dir) / PLAN_NAME
+    check_checkpoint(plan.checkpoint_hash, checkpoint_hash, path)
+    if Path(plan.data_root) != Path(data_root):
+        raise IndexFormatError(
+            f"{path}: a pending job indexes {plan.data_root}, not {data_root}; "
+            "finish it or delete the pending folder"
+        )
+    if plan.kind != kind:
+        raise IndexFormatError(
+            f"{path}: an unfinished {plan.kind} is pending; rerun the {plan.kind} "
+            "to finish it first"
+        )
+
+
+def shard_path(out_dir: Path, shard: int) -> Path:
+    return pending_dir(out_dir) / f"shard_{shard:05d}.parquet"
+
+
+def committed_shards(out_dir: Path) -> set[int]:
+    """Numbers of the shards whose file exists (temporary files are ignored)."""
+    return {int(p.stem.split("_")[1]) for p in pending_dir(out_dir).glob("shard_*.parquet")}
+
+
+def write_shard(
+    out_dir: Path, shard: int, table: pa.Table, records: list[dict], checkpoint_hash: str
+) -> None:
+    """Commits one shard: region rows (with vectors) and the records of its images."""
+    info = {"shard": shard, "checkpoint_hash": checkpoint_hash, "images": records}
+    metadata = dict(table.schema.metadata or {})
+    metadata[_SHARD_KEY] = json.dumps(info).encode()
+    # uncompressed: shards are temporary and mostly float vectors, which do not compress
+    write_table(
+        shard_path(out_dir, shard), table.replace_schema_metadata(metadata), compression="none"
+    )
+
+
+def read_shard(out_dir: Path, shard: int, checkpoint_hash: str) -> tuple[pa.Table, list[dict]]:
+    """(region rows with vectors, image records) of a committed shard."""
+    path = shard_path(out_dir, shard)
+    table = read_table(path)
+    raw = (table.schema.metadata or {}).get(_SHARD_KEY)
+    if raw is None:
+        raise IndexFormatError(f"{path}: not a shard file (no shard metadata)")
+    info = json.loads(raw)
+    check_checkpoint(info["checkpoint_hash"], checkpoint_hash, path)
+    return table.replace_schema_metadata(None), info["images"]
+
+
+def remove_pending(out_dir: Path) -> None:
+    """Deletes the pending folder: shards first, the plan last (a crash in between is harmless)."""
+    folder = pending_dir(out_dir)
+    if not folder.exists():
+        return
+    for path in folder.iterdir():
+        if path.name != PLAN_NAME:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shutil.rmtree(folder)

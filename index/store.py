@@ -1,0 +1,393 @@
+"""`SegmentIndex`: opening a committed index and searching it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import faiss
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import IndexFormatError
+from .factory import to_gpus
+from .filters import IdFilter
+from .ids import image_level_range, level_range, region_ids, split_ids
+from .io import (
+    DATA_FILES,
+    MANIFEST_NAME,
+    check_checkpoint,
+    data_file,
+    read_faiss,
+    read_manifest,
+    read_table,
+    read_vectors,
+)
+from .ranking import Ranker
+from .rle import decode_region
+
+ONE_PER_IMAGE_FACTOR = 4  # over-fetch per round when collapsing to one hit per image
+_NUMERIC_COLUMNS = ("level", "region", "parent", "area", "x0", "y0", "x1", "y1", "height", "width")
+_BLAS_THRESHOLD = 20  # faiss defaults to a slow path for query batches below 128000 vectors
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a region and where it lives.
+
+    Attributes:
+        id: region id (see `index.ids`).
+        score: inner product with the query (cosine similarity, 1 = same direction).
+        image: image path relative to the index's data root.
+        image_hash: sha256 of the image file.
+        level, region, parent: hierarchy level, region id in that level, region id of its parent.
+        area: pixels of the region.
+        box: (x0, y0, x1, y1), x1/y1 exclusive.
+        image_size: (H, W) of the image.
+    """
+
+    id: int
+    score: float
+    image: str
+    image_hash: str
+    level: int
+    region: int
+    parent: int
+    area: int
+    box: tuple[int, int, int, int]
+    image_size: tuple[int, int]
+
+
+class SegmentIndex:
+    """A committed segment index, opened read-only. Use `SegmentIndex.open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict,
+        index: faiss.Index,
+        table: pa.Table,
+        vectors: np.ndarray,
+        gpu_index: faiss.Index | None,
+        mmap: bool,
+    ) -> None:
+        self.path = Path(path)
+        self.manifest = manifest
+        self.data_root = Path(manifest["data_root"])
+        self.dim = int(manifest["dim"])
+        self.num_levels = int(manifest["num_levels"])
+        self._gpu, self._mmap = gpu_index is not None, mmap
+        self._table, self._vectors, self._frame = table, vectors, None
+        self._ids = table.column("id").to_numpy()
+        self._ranker = Ranker(index, gpu_index, self._ids, vectors, bool(manifest["rerank"]))
+        self._cols = {name: table.column(name).to_numpy() for name in _NUMERIC_COLUMNS}
+        encoded = pc.dictionary_encode(table.column("image")).combine_chunks()
+        self._image_code = encoded.indices.to_numpy(zero_copy_only=False)
+        self._image_names: list[str] = encoded.dictionary.to_pylist()
+        self._code_of = {name: code for code, name in enumerate(self._image_names)}
+        first_rows = np.unique(self._image_code, return_index=True)[1]
+        hashes = table.column("image_hash").take(pa.array(first_rows)).to_pylist()
+        self._image_hashes = [""] * len(self._image_names)
+        self._slots: dict[str, int] = {}
+        for row, digest in zip(first_rows, hashes):
+            name = self._image_names[self._image_code[row]]
+            self._image_hashes[self._image_code[row]] = digest
+            self._slots[name] = int(split_ids(self._ids[row])[1])
+        self._rle = table.column("rle").combine_chunks()
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        checkpoint_hash: str | None = None,
+        mmap: bool = False,
+        use_gpu: bool | None = None,
+    ) -> "SegmentIndex":
+        """Opens the index in folder `path` (or its manifest.json).
+
+        Args:
+            path: index folder.
+            checkpoint_hash: when given, refuse an index built with another checkpoint.
+            mmap: memory-map the faiss codes and the vectors instead of loading them (the Parquet
+                metadata is decoded into memory either way).
+            use_gpu: None = copy the index to the GPUs when faiss has any; True = require GPUs;
+                False = CPU only.
+
+        Raises:
+            IndexFormatError: missing/corrupt manifest, unknown format version, missing,
+                truncated or inconsistent data files (the message names the file).
+            CheckpointMismatchError: built with another checkpoint.
+        """
+        folder = Path(path).parent if Path(path).name == MANIFEST_NAME else Path(path)
+        manifest = read_manifest(folder)
+        check_checkpoint(manifest["checkpoint_hash"], checkpoint_hash, folder / MANIFEST_NAME)
+        files = {kind: data_file(folder, manifest, kind) for kind in DATA_FILES}
+        index = read_faiss(files["index"], mmap)
+        table = read_table(files["metadata"], memory_map=mmap)
+        vectors = read_vectors(files["vectors"], mmap)
+        _check_consistent(files, manifest, index, table, vectors)
+        faiss.cvar.distance_compute_blas_threshold = _BLAS_THRESHOLD
+        return cls(folder, manifest, index, table, vectors, to_gpus(index, use_gpu), mmap)
+
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    def info(self) -> dict:
+        """Counts per level, images, size on disk, checkpoint hash, dim, factory, format version."""
+        m = self.manifest
+        size = (
+            sum(e["bytes"] for e in m["files"].values())
+            + (self.path / MANIFEST_NAME).stat().st_size
+        )
+        return {
+            "path": str(self.path),
+            "data_root": str(self.data_root),
+            "format_version": m["format_version"],
+            "generation": m["generation"],
+            "checkpoint_hash": m["checkpoint_hash"],
+            "dim": self.dim,
+            "num_levels": self.num_levels,
+            "factory": m["factory"],
+            "nprobe": m["nprobe"],
+            "images": m["counts"]["images"],
+            "regions": len(self),
+            "per_level": m["counts"]["per_level"],
+            "skipped": m["counts"]["skipped"],
+            "size_bytes": size,
+            "gpu": self._gpu,
+            "mmap": self._mmap,
+            "created": m["created"],
+            "updated": m["updated"],
+        }
+
+    def images(self) -> list[str]:
+        """Relative paths of the indexed images, sorted."""
+        return sorted(self._slots)
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        """One row per region, sorted by id (columns: see `index.records.METADATA_SCHEMA`)."""
+        if self._frame is None:
+            self._frame = self._table.to_pandas()
+        return self._frame
+
+    def search(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        *,
+        levels: Sequence[int] | None = None,
+        exclude_image: str | None = None,
+        one_per_image: bool = False,
+    ) -> list[Hit]:
+        """Regions most similar to `vector`, best first.
+
+        Args:
+            vector: [D] query embedding (normalised here).
+            k: number of hits wanted (fewer only if fewer regions pass the filters).
+            levels: levels to search; None = all.
+            exclude_image: drop every region of this image (ignored if it is not indexed).
+            one_per_image: keep only the best region of each image.
+        """
+        query = self._query(vector)
+        return self._search(query, k, self._filter(levels, exclude_image, None), one_per_image)
+
+    def search_region(
+        self,
+        image: str,
+        level: int,
+        region: int,
+        k: int = 10,
+        *,
+        levels: Sequence[int] | None = None,
+        exclude_self: bool = True,
+        exclude_image: bool = False,
+        one_per_image: bool = False,
+    ) -> list[Hit]:
+        """Regions most similar to an indexed region.
+
+        Args:
+            image, level, region: the query region.
+            k: number of hits wanted.
+            levels: levels to search; None = the query region's own level.
+            exclude_self: drop the query region itself.
+            exclude_image: drop every region of the query's image.
+            one_per_image: keep only the best region of each image.
+        """
+        region_id = self._region_id(image, level, region)
+        query = self._query(self._vectors[self._rows([region_id])[0]])
+        id_filter = self._filter(
+            [level] if levels is None else levels,
+            image if exclude_image else None,
+            region_id if exclude_self else None,
+        )
+        return self._search(query, k, id_filter, one_per_image)
+
+    def search_across_levels(
+        self, vectors_by_level: dict[int, np.ndarray], k: int = 10, **kwargs: Any
+    ) -> dict[int, list[Hit]]:
+        """Per level, the hits of that level's vector among regions of that same level.
+
+        For a clicked pixel, pass the embedding of the region containing it at every level.
+        `kwargs` go to `search` (exclude_image, one_per_image).
+        """
+        if "levels" in kwargs:
+            raise TypeError(
+                "search_across_levels searches each vector at its own level; do not pass levels"
+            )
+        return {
+            int(level): self.search(vec, k, levels=[int(level)], **kwargs)
+            for level, vec in sorted(vectors_by_level.items())
+        }
+
+    def region_vector(self, image: str, level: int, region: int) -> np.ndarray:
+        """[D] float32 stored vector of an indexed region."""
+        return np.array(self._vectors[self._rows([self._region_id(image, level, region)])[0]])
+
+    def region_mask(self, hit_or_id: Hit | int) -> np.ndarray:
+        """[H, W] bool mask of a region, decoded from its stored RLE."""
+        row = self._rows([hit_or_id.id if isinstance(hit_or_id, Hit) else hit_or_id])[0]
+        box = tuple(int(self._cols[name][row]) for name in ("x0", "y0", "x1", "y1"))
+        size = (int(self._cols["height"][row]), int(self._cols["width"][row]))
+        try:
+            return decode_region(self._rle[row].as_py(), box, size)
+        except ValueError as err:
+            raise IndexFormatError(f"{self.path}: region id {int(self._ids[row])}: {err}") from err
+
+    def regions_at(self, image: str, x: int, y: int) -> dict[int, int]:
+        """Region containing pixel (column x, row y) of an indexed image, at every level."""
+        rows = np.flatnonzero(self._image_code == self._code_of[self._check_image(image)])
+        cols = self._cols
+        inside = (
+            (cols["x0"][rows] <= x)
+            & (x < cols["x1"][rows])
+            & (cols["y0"][rows] <= y)
+            & (y < cols["y1"][rows])
+        )
+        chain: dict[int, int] = {}
+        for row in rows[inside]:
+            level = int(cols["level"][row])
+            if level not in chain and self.region_mask(int(self._ids[row]))[y, x]:
+                chain[level] = int(cols["region"][row])
+        return dict(sorted(chain.items()))
+
+    def vectors(self, ids: np.ndarray | None = None) -> np.ndarray:
+        """Stored vectors: all of them ([N, D] in metadata row order, read-only when memory-mapped),
+        or those of `ids`."""
+        if ids is None:
+            return self._vectors
+        return np.asarray(self._vectors[self._rows(np.atleast_1d(ids))])
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _query(self, vector: np.ndarray) -> np.ndarray:
+        """[1, D] float32 unit query."""
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != self.dim:
+            raise ValueError(
+                f"query has {query.shape[1]} values, the index holds {self.dim}-d vectors"
+            )
+        norm = float(np.linalg.norm(query))
+        if not np.isfinite(norm) or norm <= 1e-12:
+            raise ValueError("query vector is zero or not finite")
+        return np.ascontiguousarray(query / norm)
+
+    def _check_image(self, image: str) -> str:
+        if image not in self._slots:
+            raise ValueError(f"{image}: not in the index at {self.path}")
+        return image
+
+    def _region_id(self, image: str, level: int, region: int) -> int:
+        slot = self._slots[self._check_image(image)]
+        region_id = int(region_ids(level, slot, np.array([region]))[0])
+        self._rows([region_id], f"{image}: no region {region} at level {level}")
+        return region_id
+
+    def _rows(self, ids: Sequence[int] | np.ndarray, message: str | None = None) -> np.ndarray:
+        """Metadata rows of `ids` ([N] int64)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.minimum(np.searchsorted(self._ids, ids), self._ids.size - 1)
+        bad = self._ids[rows] != ids
+        if bad.any():
+            raise ValueError(message or f"unknown region id {int(ids[bad][0])} in {self.path}")
+        return rows
+
+    def _filter(
+        self, levels: Sequence[int] | None, exclude_image: str | None, exclude_id: int | None
+    ) -> IdFilter:
+        include = None
+        if levels is not None:
+            wanted = sorted({int(level) for level in levels})
+            if any(not 0 <= level < self.num_levels for level in wanted):
+                raise ValueError(f"levels {wanted} outside [0, {self.num_levels})")
+            include = [level_range(level) for level in wanted]
+        exclude = [] if exclude_id is None else [(int(exclude_id), int(exclude_id) + 1)]
+        if exclude_image is not None and exclude_image in self._slots:
+            slot = self._slots[exclude_image]
+            exclude += [image_level_range(level, slot) for level in range(self.num_levels)]
+        return IdFilter(include, exclude)
+
+    def _search(
+        self, query: np.ndarray, k: int, id_filter: IdFilter, one_per_image: bool
+    ) -> list[Hit]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        eligible = id_filter.count(self._ids)
+        if not one_per_image:
+            return self._hits(*self._ranker.top(query, k, id_filter))
+        fetch = min(k * ONE_PER_IMAGE_FACTOR, eligible)
+        while True:
+            ids, scores = self._ranker.top(query, fetch, id_filter)
+            codes = self._image_code[self._rows(ids)]
+            best = np.sort(np.unique(codes, return_index=True)[1])[:k]
+            if best.size >= k or fetch >= eligible:
+                return self._hits(ids[best], scores[best])
+            fetch = min(fetch * ONE_PER_IMAGE_FACTOR, eligible)
+
+    def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        rows = self._rows(ids)
+        c = {name: values[rows].tolist() for name, values in self._cols.items()}
+        codes = self._image_code[rows].tolist()
+        return [
+            Hit(
+                id=int(ids[i]),
+                score=float(scores[i]),
+                image=self._image_names[codes[i]],
+                image_hash=self._image_hashes[codes[i]],
+                level=c["level"][i],
+                region=c["region"][i],
+                parent=c["parent"][i],
+                area=c["area"][i],
+                box=(c["x0"][i], c["y0"][i], c["x1"][i], c["y1"][i]),
+                image_size=(c["height"][i], c["width"][i]),
+            )
+            for i in range(len(rows))
+        ]
+
+
+def _check_consistent(
+    files: dict[str, Path], manifest: dict, index: faiss.Index, table: pa.Table, vectors: np.ndarray
+) -> None:
+    """Row counts, dimensions and id order agree between the three data files and the manifest."""
+    regions = manifest["counts"]["regions"]
+    for kind, count in (
+        ("index", index.ntotal),
+        ("metadata", table.num_rows),
+        ("vectors", vectors.shape[0]),
+    ):
+        if count != regions:
+            raise IndexFormatError(
+                f"{files[kind]}: holds {count} regions, the manifest says {regions}"
+            )
+    for kind, dim in (("index", index.d), ("vectors", vectors.shape[1])):
+        if dim != manifest["dim"]:
+            raise IndexFormatError(
+                f"{files[kind]}: {dim}-d vectors, the manifest says {manifest['dim']}"
+            )
+    ids = table.column("id").to_numpy()
+    if ids.size > 1 and not (np.diff(ids) > 0).all():
+        raise IndexFormatError(f"{files['metadata']}: region ids are not strictly increasing")

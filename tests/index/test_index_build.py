@@ -1,0 +1,309 @@
+"""Building, resuming, updating and sharding: each must give the same index as a plain build."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from index import (
+    CheckpointMismatchError,
+    IndexFormatError,
+    SegmentIndex,
+    build_index,
+    merge_shards,
+    update_index,
+)
+from index.dataset import list_images
+from index.synthetic import SyntheticExtractor
+
+REPO = Path(__file__).resolve().parents[2]
+NAMES = [f"{'a' if i % 2 else 'b'}/img{i:03d}.png" for i in range(22)]
+
+
+def silent(done: int, total: int) -> None:
+    """Progress callback that draws nothing."""
+
+
+def build(data: Path, out: Path, checkpoint: str, extract=None, **kwargs) -> dict:
+    kwargs.setdefault("batch_size", 2)
+    kwargs.setdefault("shard_images", 4)
+    return build_index(
+        data,
+        out,
+        extract or SyntheticExtractor(),
+        checkpoint_hash=checkpoint,
+        progress=silent,
+        **kwargs,
+    )
+
+
+def assert_same_index(read_content, first: Path, second: Path, same_ids: bool = True) -> None:
+    meta_a, vec_a, ids_a = read_content(first)
+    meta_b, vec_b, ids_b = read_content(second)
+    pd.testing.assert_frame_equal(meta_a, meta_b)
+    np.testing.assert_array_equal(vec_a, vec_b)
+    if same_ids:
+        np.testing.assert_array_equal(ids_a, ids_b)
+
+
+@pytest.fixture
+def data(tmp_path, make_images) -> Path:
+    make_images(tmp_path / "data", NAMES)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def reference(tmp_path, data, checkpoint) -> Path:
+    build(data, tmp_path / "reference", checkpoint)
+    return tmp_path / "reference"
+
+
+def test_kill_9_mid_build_then_resume_equals_uninterrupted(
+    tmp_path, data, reference, checkpoint, read_content
+):
+    script = textwrap.dedent(
+        """
+        import os, sys, time
+        from pathlib import Path
+        from index import build_index
+        from index.synthetic import SyntheticExtractor
+
+        inner = SyntheticExtractor()
+
+        def extract(paths):
+            if inner.calls == 5:  # shards 0 and 1 extracted; give the writer thread a moment
+                time.sleep(0.3)
+                os._exit(9)
+            return inner(paths)
+
+        build_index(Path(sys.argv[1]), Path(sys.argv[2]), extract, checkpoint_hash=sys.argv[3],
+                    batch_size=2, shard_images=4, progress=lambda done, total: None)
+        """
+    )
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(data), str(out), checkpoint],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 9, result.stderr.decode()[-2000:]
+    assert not (out / "manifest.json").exists()
+    committed = sorted(p.name for p in (out / "pending").glob("shard_*.parquet"))
+    # shards are written by a background thread: the kill may land before shard 1 is written
+    assert committed in (["shard_00000.parquet"], ["shard_00000.parquet", "shard_00001.parquet"])
+    resumed = SyntheticExtractor()
+    manifest = build(data, out, checkpoint, resumed)
+    assert manifest["status"] == "complete" and resumed.images_seen == len(NAMES) - 4 * len(
+        committed
+    )
+    assert not (out / "pending").exists()
+    assert_same_index(read_content, reference, out)
+
+
+def test_ctrl_c_and_stop_request_then_resume(tmp_path, data, reference, checkpoint, read_content):
+    inner = SyntheticExtractor()
+
+    def interrupted(paths):
+        if inner.calls == 3:
+            raise KeyboardInterrupt
+        return inner(paths)
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        build(data, out, checkpoint, interrupted)
+    polls = iter(range(100))
+    status = build(data, out, checkpoint, should_stop=lambda: next(polls) >= 2)
+    assert status["status"] == "stopped" and status["images_done"] < len(NAMES)
+    assert build(data, out, checkpoint)["status"] == "complete"
+    assert_same_index(read_content, reference, out)
+
+
+@pytest.mark.parametrize("crash_point", ["write_json", "remove_pending"])
+def test_crash_while_committing_then_rerun(
+    tmp_path, data, reference, checkpoint, read_content, monkeypatch, crash_point
+):
+    import index.commit as commit
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "commit_crash"
+    monkeypatch.setattr(commit, crash_point, crash)
+    with pytest.raises(KeyboardInterrupt):
+        build(data, out, checkpoint)
+    monkeypatch.undo()
+    again = SyntheticExtractor()
+    assert build(data, out, checkpoint, again)["status"] == "complete"
+    assert again.images_seen == 0  # every shard was committed before the crash
+    assert_same_index(read_content, reference, out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "index-g0001.faiss",
+        "manifest.json",
+        "metadata-g0001.parquet",
+        "vectors-g0001.npy",
+    ]
+
+
+def test_two_rank_build_and_merge_equals_single_build(
+    tmp_path, data, reference, checkpoint, read_content
+):
+    out = tmp_path / "sharded"
+    rank0, rank1 = SyntheticExtractor(), SyntheticExtractor()
+    status = build(data, out, checkpoint, rank0, rank=0, world_size=2)
+    assert status["status"] == "shards_done" and not (out / "manifest.json").exists()
+    with pytest.raises(IndexFormatError, match="shard_00001.parquet"):
+        merge_shards(out)
+    status = build(data, out, checkpoint, rank1, rank=1, world_size=2)
+    assert status["status"] == "shards_done"
+    assert rank0.images_seen + rank1.images_seen == len(NAMES) and rank0.images_seen == 12
+    assert merge_shards(out)["status"] == "complete"
+    assert merge_shards(out)["generation"] == 1  # idempotent once committed
+    assert_same_index(read_content, reference, out)
+
+
+@pytest.mark.parametrize("factory", [None, "IVF4,Flat"])
+def test_update_after_add_remove_change_equals_fresh_build(
+    tmp_path, data, checkpoint, read_content, make_images, factory
+):
+    out = tmp_path / "updated"
+    build(data, out, checkpoint, factory=factory)
+    before = SegmentIndex.open(out).metadata
+    (data / NAMES[0]).unlink()
+    (data / NAMES[5]).unlink()
+    make_images(data, [NAMES[1], NAMES[2]], seed=99)  # new content under old names
+    make_images(data, ["c/new0.JPG", "c/new1.tif", "a/img900.png"], seed=5)
+    extractor = SyntheticExtractor()
+    manifest = update_index(
+        data, out, extractor, checkpoint_hash=checkpoint, progress=silent, shard_images=2
+    )
+    assert extractor.images_seen == 5 and manifest["generation"] == 2
+    fresh = tmp_path / "fresh"
+    build(data, fresh, checkpoint, factory=factory)
+    assert_same_index(read_content, fresh, out, same_ids=False)
+    after = SegmentIndex.open(out).metadata
+    kept = before[~before["image"].isin([NAMES[i] for i in (0, 1, 2, 5)])]
+    assert set(kept["id"]) <= set(after["id"])  # unchanged images keep their ids
+    assert not set(before["id"][before["image"] == NAMES[1]]) & set(after["id"])
+    assert sorted(p.name for p in out.iterdir())[0] == "index-g0002.faiss"
+    query = SegmentIndex.open(fresh).region_vector("c/new0.JPG", 1, 3)
+    keys = [
+        [
+            (h.image, h.level, h.region, round(h.score, 5))
+            for h in SegmentIndex.open(d).search(query, 15)
+        ]
+        for d in (out, fresh)
+    ]
+    assert keys[0] == keys[1]
+    unchanged = SyntheticExtractor()
+    assert (
+        update_index(data, out, unchanged, checkpoint_hash=checkpoint, progress=silent)[
+            "generation"
+        ]
+        == 2
+    )
+    assert unchanged.calls == 0
+
+
+def test_bad_images_are_recorded_logged_once_and_not_retried(
+    tmp_path, data, checkpoint, make_images, caplog
+):
+    make_images(data, ["bad/broken.png", "bad/crash.png", "bad/wrong.png"])
+    inner = SyntheticExtractor()
+
+    def extract(paths):
+        if any(p.name == "crash.png" for p in paths):
+            raise RuntimeError("decoder crashed")  # whole batch raises: retried image by image
+        results = inner(paths)
+        for number, path in enumerate(paths):
+            if path.name == "broken.png":
+                results[number] = OSError("cannot identify image file")
+            if path.name == "wrong.png":
+                results[number].levels[0].areas = results[number].levels[0].areas + 1
+        return results
+
+    caplog.set_level(logging.WARNING, logger="index")
+    manifest = build(data, tmp_path / "out", checkpoint, extract)
+    skipped = {r["image"]: r["error"] for r in manifest["skipped"]}
+    assert skipped == {
+        "bad/broken.png": "OSError: cannot identify image file",
+        "bad/crash.png": "RuntimeError: decoder crashed",
+        "bad/wrong.png": skipped["bad/wrong.png"],
+    }
+    assert (
+        "bad/wrong.png: level 0: region 0 has 96 pixels, area says 97" in skipped["bad/wrong.png"]
+    )
+    assert manifest["counts"]["images"] == len(NAMES)
+    assert sum("skipping bad/broken.png" in r.getMessage() for r in caplog.records) == 1
+    retry = SyntheticExtractor()
+    manifest = update_index(
+        data, tmp_path / "out", retry, checkpoint_hash=checkpoint, progress=silent
+    )
+    assert retry.calls == 0 and len(manifest["skipped"]) == 3
+
+
+def test_resume_or_update_with_another_checkpoint_is_refused(tmp_path, data, checkpoint):
+    out = tmp_path / "out"
+    assert build(data, out, checkpoint, should_stop=lambda: True)["status"] == "stopped"
+    with pytest.raises(CheckpointMismatchError, match=r"pending/plan.json: built with checkpoint"):
+        build(data, out, "another-checkpoint")
+    build(data, out, checkpoint)
+    with pytest.raises(CheckpointMismatchError, match="manifest.json"):
+        update_index(data, out, SyntheticExtractor(), checkpoint_hash="another-checkpoint")
+    with pytest.raises(FileExistsError, match="already holds a finished index"):
+        build(data, out, checkpoint)
+
+
+def test_bad_arguments(tmp_path, data, checkpoint):
+    with pytest.raises(FileNotFoundError, match="data folder not found"):
+        build(tmp_path / "nowhere", tmp_path / "out", checkpoint)
+    with pytest.raises(ValueError, match="rank 2 outside"):
+        build(data, tmp_path / "out", checkpoint, rank=2, world_size=2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        build(tmp_path / "empty", tmp_path / "out2", checkpoint)
+    with pytest.raises(ValueError, match="use 'Flat' or an 'IVF"):
+        build(data, tmp_path / "out3", checkpoint, factory="HNSW32")
+
+
+def test_image_listing_is_sorted_case_insensitive_and_survives_link_loops(tmp_path, make_images):
+    root = tmp_path / "root"
+    make_images(
+        root, ["b/x.PNG", "a/y.jpeg", "a/z.Tiff", "a/deep/w.webp", "c.bmp", "notes.txt", "a/q.gif"]
+    )
+    (root / "a" / "loop").symlink_to(root, target_is_directory=True)
+    make_images(tmp_path / "outside", ["o.jpg"])
+    (root / "linked").symlink_to(tmp_path / "outside", target_is_directory=True)
+    assert list_images(root) == [
+        "a/deep/w.webp",
+        "a/y.jpeg",
+        "a/z.Tiff",
+        "b/x.PNG",
+        "c.bmp",
+        "linked/o.jpg",
+    ]
+
+
+def test_update_can_switch_factory_and_default_progress_is_a_bar(
+    tmp_path, data, checkpoint, read_content, capsys
+):
+    out = tmp_path / "out"
+    build_index(data, out, SyntheticExtractor(), checkpoint_hash=checkpoint, shard_images=8)
+    assert "img/s" in capsys.readouterr().err  # tqdm bar with rate and ETA when progress is None
+    manifest = update_index(
+        data, out, SyntheticExtractor(), checkpoint_hash=checkpoint, factory="IVF4,Flat"
+    )
+    assert manifest["factory"] == "IVF4,Flat" and manifest["generation"] == 2
+    assert SegmentIndex.open(out).info()["nprobe"] == 4
+    fresh = tmp_path / "fresh"
+    build(data, fresh, checkpoint)
+    assert_same_index(read_content, fresh, out)
