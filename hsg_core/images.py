@@ -46,7 +46,7 @@ def downscale_to(image: np.ndarray, max_side: int) -> np.ndarray:
         return image
     scale = max_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+    return np.array(Image.fromarray(image).resize(size, Image.Resampling.BOX))
 
 
 def load_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
@@ -65,7 +65,7 @@ def load_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
             with Image.open(path) as img:
                 img.seek(0)
                 img = ImageOps.exif_transpose(img) or img
-                rgb = np.asarray(_to_rgb8(img))
+                rgb = np.array(_to_rgb8(img))  # writable copy
     except ImageReadError:
         raise
     except FileNotFoundError as err:

@@ -1,0 +1,102 @@
+"""Checkpoints: atomic writes, `weights_only` reads, and the resolved config inside every file.
+
+Layout of a checkpoint (a torch.save'd dict of tensors and plain Python values):
+    format: "hsg-checkpoint/1"     config: HSGConfig.to_dict()      step: int
+    model: state dict (without the backbone when it is frozen and comes from fetched weights)
+    optimizer: optimizer state (training checkpoints only)      torch_rng: RNG state tensor
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ConfigError, HSGConfig
+
+FORMAT = "hsg-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used; the message names the file and why."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint on CPU with weights_only=True (no code execution) and check its layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain "
+                              f"values (weights_only loading) — {str(err).splitlines()[0]}") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"{path}: truncated or not a torch checkpoint ({err})") from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an HSG checkpoint (expected format {FORMAT!r})")
+    for key in ("config", "model", "step"):
+        if key not in data:
+            raise CheckpointError(f"{path}: checkpoint lacks {key!r}")
+    return data
+
+
+def checkpoint_config(data: dict[str, Any], path: str | os.PathLike) -> HSGConfig:
+    try:
+        return HSGConfig.from_dict(data["config"])
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{path}: stored config does not match this version ({err})") from err
+
+
+def model_state(model: torch.nn.Module, config: HSGConfig) -> dict[str, torch.Tensor]:
+    """State dict to save: without backbone weights when they are frozen fetched weights."""
+    state = model.state_dict()
+    if config.model.freeze_backbone and config.model.backbone_init == "fetched":
+        state = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+    return state
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
+                     config: HSGConfig, strict: bool = True) -> None:
+    """Load `state`, allowing absent backbone keys only when the backbone comes from fetched weights."""
+    own = model.state_dict()
+    bad_shapes = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if bad_shapes:
+        raise CheckpointError(f"{path}: tensor shapes differ from the model for {bad_shapes[:5]}")
+    result = model.load_state_dict(state, strict=False)
+    missing = list(result.missing_keys)
+    if config.model.freeze_backbone and config.model.backbone_init == "fetched":
+        missing = [k for k in missing if not k.startswith("backbone.")]
+    if strict and (missing or result.unexpected_keys):
+        raise CheckpointError(f"{path}: weights do not fit the model of its config; missing "
+                              f"{missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")

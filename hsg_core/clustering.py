@@ -1,0 +1,157 @@
+"""Clustering transformer: group N node tokens into K clusters (one level of the hierarchy).
+
+A DETR-style encoder-decoder (post-norm, every norm a `MaskedBatchNorm` over valid tokens):
+the encoder contextualises the nodes, K learned queries (used as query positions; the decoder
+input is one target vector made from the mean and std of the valid encoder tokens) attend to
+them, and two heads give, per cluster, a centroid c_k (for the assignment logits
+c_k . m_i / sqrt(D)) and a feature f_k (the node token of the next level).
+
+Shapes: B images, M nodes, K clusters, D model dim.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .norm import MaskedBatchNorm
+
+
+class PositionEmbeddingLearned(nn.Module):
+    """Learned [col; row] embedding of a feature-grid cell: D/2 dims each, table cells a side."""
+
+    def __init__(self, dim: int, table: int = 50) -> None:
+        super().__init__()
+        self.table = table
+        self.row = nn.Embedding(table, dim // 2)
+        self.col = nn.Embedding(table, dim - dim // 2)
+        nn.init.uniform_(self.row.weight)
+        nn.init.uniform_(self.col.weight)
+
+    def forward(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """rows, cols: integer cell indices [...] (clamped to the table) -> [..., D]."""
+        rows = rows.clamp(0, self.table - 1)
+        cols = cols.clamp(0, self.table - 1)
+        return torch.cat([self.col(cols), self.row(rows)], dim=-1)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        self.norm1, self.norm2 = MaskedBatchNorm(dim), MaskedBatchNorm(dim)
+        self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, pos: Tensor, mask: Tensor) -> Tensor:
+        """x, pos [B, M, D]; mask [B, M] True = valid node."""
+        q = x + pos
+        attended = self.attn(q, q, x, key_padding_mask=~mask, need_weights=False)[0]
+        x = self.norm1(x + self.drop1(attended), mask)
+        return self.norm2(x + self.drop2(self.ffn(x)), mask)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        self.norms = nn.ModuleList([MaskedBatchNorm(dim) for _ in range(3)])
+        self.drops = nn.ModuleList([nn.Dropout(dropout) for _ in range(3)])
+
+    def forward(self, tgt: Tensor, query_pos: Tensor, memory: Tensor, pos: Tensor, mask: Tensor) -> Tensor:
+        """tgt, query_pos [B, K, D]; memory, pos [B, M, D]; mask [B, M]."""
+        q = tgt + query_pos
+        tgt = self.norms[0](tgt + self.drops[0](self.self_attn(q, q, tgt, need_weights=False)[0]))
+        attended = self.cross_attn(tgt + query_pos, memory + pos, memory,
+                                   key_padding_mask=~mask, need_weights=False)[0]
+        tgt = self.norms[1](tgt + self.drops[1](attended))
+        return self.norms[2](tgt + self.drops[2](self.ffn(tgt)))
+
+
+class ProjectionHead(nn.Module):
+    """Linear -> BN -> ReLU -> Linear (the target MLP), or ReLU -> Linear -> BN (the output heads)."""
+
+    def __init__(self, dim_in: int, dim_out: int, *, target: bool) -> None:
+        super().__init__()
+        self.target = target
+        if target:
+            self.fc1 = nn.Linear(dim_in, dim_in, bias=False)
+            self.norm = MaskedBatchNorm(dim_in)
+            self.fc2 = nn.Linear(dim_in, dim_out)
+        else:
+            self.fc1 = nn.Linear(dim_in, dim_out)
+            self.norm = MaskedBatchNorm(dim_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.target:
+            return self.fc2(F.relu(self.norm(self.fc1(x))))
+        return self.norm(self.fc1(F.relu(x)))
+
+
+@dataclass
+class Clustering:
+    """Output of one clustering transformer.
+
+    logits: [B, K, M] assignment logits (padded node columns are 0).
+    assignments: [B, K, M] softmax over K (padded columns 0).
+    centroids: [B, K, D] cluster centroids (for the centroid contrast).
+    features: [B, K, D] cluster tokens (the nodes of the next level).
+    """
+
+    logits: Tensor
+    assignments: Tensor
+    centroids: Tensor
+    features: Tensor
+
+
+def masked_mean_std(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and std over valid nodes only. x [B, M, D], mask [B, M] -> [B, D], [B, D]."""
+    w = mask.to(x.dtype)[..., None]
+    count = w.sum(1).clamp_min(1.0)
+    mean = (x * w).sum(1) / count
+    var = (((x - mean[:, None]) ** 2) * w).sum(1) / count
+    return mean, torch.sqrt(var + 1e-6)
+
+
+class ClusteringTransformer(nn.Module):
+    """Nodes [B, M, D] (+ positions, mask) -> K soft clusters (see module docstring)."""
+
+    def __init__(self, num_clusters: int, dim: int, *, heads: int = 4, encoder_layers: int = 2,
+                 decoder_layers: int = 2, ffn_dim: int = 256, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.num_clusters, self.dim = num_clusters, dim
+        self.encoder = nn.ModuleList([EncoderLayer(dim, heads, ffn_dim, dropout) for _ in range(encoder_layers)])
+        self.decoder = nn.ModuleList([DecoderLayer(dim, heads, ffn_dim, dropout) for _ in range(decoder_layers)])
+        self.decoder_norm = MaskedBatchNorm(dim)
+        self.queries = nn.Embedding(num_clusters, dim)
+        self.target = ProjectionHead(2 * dim, dim, target=True)
+        self.centroid_head = ProjectionHead(dim, dim, target=False)
+        self.feature_head = ProjectionHead(dim, dim, target=False)
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, nodes: Tensor, positions: Tensor, mask: Tensor | None = None) -> Clustering:
+        """nodes, positions [B, M, D]; mask [B, M] bool (True = real node, default all)."""
+        b, m, _ = nodes.shape
+        mask = torch.ones(b, m, dtype=torch.bool, device=nodes.device) if mask is None else mask
+        memory = nodes
+        for layer in self.encoder:
+            memory = layer(memory, positions, mask)
+        mean, std = masked_mean_std(memory, mask)
+        tgt = self.target(torch.cat([mean, std], dim=1))[:, None].expand(b, self.num_clusters, self.dim)
+        query_pos = self.queries.weight[None].expand(b, -1, -1)
+        for layer in self.decoder:
+            tgt = layer(tgt, query_pos, memory, positions, mask)
+        tgt = self.decoder_norm(tgt)
+        centroids, features = self.centroid_head(tgt), self.feature_head(tgt)
+        logits = centroids @ memory.transpose(1, 2) / math.sqrt(self.dim)  # [B, K, M]
+        logits = logits.masked_fill(~mask[:, None, :], 0.0)  # never -inf: no NaN in backward
+        assignments = torch.softmax(logits, dim=1).masked_fill(~mask[:, None, :], 0.0)
+        return Clustering(logits, assignments, centroids, features)

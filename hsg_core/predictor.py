@@ -1,0 +1,128 @@
+"""HSGPredictor: one image in, a nested hierarchy of regions with embeddings out (numpy).
+
+Like segment-anything's SamPredictor: `set_image` runs the network once and caches the result;
+`segment_at` / `prediction` only index the cache. `predict` is the stateless, thread-safe path
+(the app and the index builder use it).
+
+Inference path (one view): the image is downscaled so its longer side is at most `work_side`;
+pixel embeddings are upsampled bilinearly to that resolution and renormalised; spherical k-means
+with location features (grid `infer_grid`) ∩ oversegments gives the level-0 segments; the
+clustering transformers group them into levels 1..L; label maps are resized (nearest) back to
+the image's own size.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import checkpoint_config, file_hash, load_model_state, read_checkpoint
+from .hierarchy import build_prediction, segment_chains
+from .images import check_rgb, downscale_to, load_image
+from .model import HSG
+from .overseg import OversegCache, oversegment
+from .segments import grid_initial_labels, intersect_segments, location_features, segment_means, spherical_kmeans
+from .types import Prediction
+from .weights import cache_dir
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when present, else CPU; otherwise torch.device(name)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class HSGPredictor:
+    def __init__(self, model: HSG, *, work_side: int | None = None, checkpoint_hash: str = "",
+                 overseg_cache: OversegCache | None = None) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.work_side = work_side or self.config.data.max_side or 448
+        self.checkpoint_hash = checkpoint_hash
+        if self.config.model.backbone.startswith("resnet"):
+            self.model.backbone.set_output_stride(self.config.model.infer_output_stride)
+        self.cache = overseg_cache if overseg_cache is not None else (
+            OversegCache(cache_dir() / "overseg") if self.config.overseg.cache else None)
+        self.prediction: Prediction | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.config.grouping.level_clusters) + 1
+
+    def set_image(self, image: np.ndarray) -> Prediction:
+        """Run the model on `image` [H, W, 3] uint8 RGB and cache the result."""
+        self.prediction = self.predict(image)
+        return self.prediction
+
+    def segment_at(self, level: int, x: int, y: int) -> int:
+        if self.prediction is None:
+            raise RuntimeError("call set_image() before segment_at()")
+        return self.prediction.segment_at(level, x, y)
+
+    def predict_path(self, path: str | Path) -> Prediction:
+        return self.predict(load_image(path))
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """[H, W, 3] uint8 RGB -> Prediction (stateless; safe to call from several threads)."""
+        image = check_rgb(image)
+        with self._lock, torch.no_grad():
+            return self._predict(image)
+
+    def _pixel_embeddings(self, work: np.ndarray) -> torch.Tensor:
+        """[h, w, 3] uint8 -> unit pixel embeddings [h*w, D] at that resolution."""
+        x = torch.tensor(work, device=self.device).permute(2, 0, 1)[None].float() / 255.0
+        emb = self.model.embed(self.model.normalize(x))
+        if not torch.isfinite(emb).all():
+            raise ValueError(f"the model produced non-finite embeddings (checkpoint {self.checkpoint_hash[:12]} "
+                             "has NaN/inf weights or diverged)")
+        emb = F.interpolate(emb, size=work.shape[:2], mode="bilinear", align_corners=False)
+        return F.normalize(emb[0].flatten(1).t().float(), dim=1)
+
+    def _segments(self, flat: torch.Tensor, superpixels: np.ndarray) -> torch.Tensor:
+        """Level-0 segment id per pixel [h*w]: k-means (with location) ∩ oversegments."""
+        h, w = superpixels.shape
+        g = self.config.grouping
+        loc = location_features(h, w, flat.device).reshape(2, -1).t()
+        feats = F.normalize(torch.cat([flat, loc], dim=1), dim=1)[None]
+        init = grid_initial_labels(tuple(g.infer_grid), (h, w), flat.device)
+        clusters = spherical_kmeans(feats, init, g.infer_grid[0] * g.infer_grid[1], g.kmeans_iterations)
+        sp = torch.from_numpy(superpixels.astype(np.int64)).to(flat.device).reshape(1, -1)
+        return intersect_segments(clusters, sp)[0][0]
+
+    def _predict(self, image: np.ndarray) -> Prediction:
+        work = downscale_to(image, self.work_side)
+        h, w = work.shape[:2]
+        superpixels = oversegment(work, self.config.overseg, cache=self.cache, device=self.device)
+        flat = self._pixel_embeddings(work)
+        seg = self._segments(flat, superpixels)
+        num = int(seg.max()) + 1
+        nodes = segment_means(flat, seg, num)
+        pos = segment_means(self.model.cell_positions(h, w, 1.0).reshape(h * w, -1), seg, num, normalize=False)
+        mask = torch.ones(1, num, dtype=torch.bool, device=flat.device)
+        hier = self.model.group(nodes[None], pos[None], mask)
+        groups = [g[0].cpu().numpy() for g in hier.node_groups]
+        embeddings = []
+        for chain in segment_chains(groups):
+            ids = torch.from_numpy(chain).to(flat.device)[seg]
+            embeddings.append(segment_means(flat, ids, int(chain.max()) + 1).cpu().numpy())
+        meta = {"checkpoint": self.checkpoint_hash, "work_size": [h, w]}
+        return build_prediction(seg.reshape(h, w).cpu().numpy(), groups, embeddings, image.shape[:2], meta)
+
+
+def load_predictor(checkpoint: str | Path, device: str | torch.device = "auto", **kwargs) -> HSGPredictor:
+    """Build the model from the config stored in `checkpoint`, load its weights, move to `device`."""
+    data = read_checkpoint(checkpoint)
+    config = checkpoint_config(data, checkpoint)
+    model = HSG(config)
+    load_model_state(model, data["model"], checkpoint, config)
+    device = pick_device(device) if isinstance(device, str) else device
+    return HSGPredictor(model.to(device), checkpoint_hash=file_hash(checkpoint), **kwargs)

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+
+from hsg_core.checkpoint import FORMAT, atomic_torch_save
+from hsg_core.config import load_config
+from hsg_core.model import HSG
+from hsg_core.predictor import HSGPredictor, load_predictor
+from tests.conftest import make_shapes_image
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    torch.manual_seed(0)
+    return HSGPredictor(HSG(load_config("tiny", ["overseg.cache=false"])), work_side=96)
+
+
+def test_prediction_on_non_square_image_keeps_xy(predictor):
+    image = make_shapes_image(np.random.default_rng(1), 50, 130)  # wide: x up to 129, y up to 49
+    pred = predictor.set_image(image)
+    assert pred.image_size == (50, 130) and pred.num_levels == 3  # segments + the 4 -> 2 groups of tiny
+    for level in pred.levels:
+        assert level.label_map.shape == (50, 130)
+        assert level.areas.sum() == 50 * 130 and (level.areas > 0).all()
+        assert np.allclose(np.linalg.norm(level.embeddings, axis=1), 1, atol=1e-4)
+        x0, y0, x1, y1 = level.boxes.T
+        assert (x1 <= 130).all() and (y1 <= 50).all() and (x0 < x1).all() and (y0 < y1).all()
+    for fine, coarse in zip(pred.levels, pred.levels[1:]):
+        assert np.array_equal(coarse.label_map, fine.parents[fine.label_map])
+        assert coarse.num_regions <= fine.num_regions
+    assert pred.levels[1].num_regions <= 4 and pred.levels[2].num_regions <= 2
+    assert predictor.segment_at(0, 129, 3) == pred.levels[0].label_map[3, 129]
+    with pytest.raises(ValueError, match="outside the 130x50 image"):
+        predictor.segment_at(0, 3, 129)
+
+
+def test_region_embedding_is_mean_of_its_segments(predictor):
+    pred = predictor.predict(make_shapes_image(np.random.default_rng(2), 60, 60))
+    fine, coarse = pred.levels[0], pred.levels[1]
+    region = int(np.argmax(coarse.areas))
+    members = np.flatnonzero(fine.parents == region)
+    assert members.size >= 1
+    # a coarse region's direction lies in the cone of its segments' embeddings
+    assert (fine.embeddings[members] @ coarse.embeddings[region]).max() > 0.5
+
+
+def test_load_predictor_round_trip_and_nan_weights(tmp_path):
+    torch.manual_seed(0)
+    cfg = load_config("tiny", ["overseg.cache=false"])
+    model = HSG(cfg)
+    ckpt = tmp_path / "m.pt"
+    atomic_torch_save({"format": FORMAT, "config": cfg.to_dict(), "model": model.state_dict(), "step": 0}, ckpt)
+    loaded = load_predictor(ckpt, "cpu")
+    assert loaded.config == cfg and len(loaded.checkpoint_hash) == 64
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["head.project.weight"].fill_(float("nan"))
+    bad = tmp_path / "nan.pt"
+    atomic_torch_save({"format": FORMAT, "config": cfg.to_dict(), "model": state, "step": 0}, bad)
+    with pytest.raises(ValueError, match="non-finite embeddings"):
+        load_predictor(bad, "cpu").predict(np.zeros((20, 30, 3), np.uint8))

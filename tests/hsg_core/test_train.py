@@ -1,0 +1,76 @@
+import json
+
+import pytest
+import torch
+
+from hsg_core.checkpoint import CheckpointError, atomic_torch_save, read_checkpoint
+from hsg_core.config import HSGConfig, load_config
+from hsg_core.optim import learning_rate
+from hsg_core.train import train
+
+CPU = torch.device("cpu")
+
+
+def read_log(run):
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_learning_rate_schedule():
+    cfg = load_config("tiny", ["train.iterations=100", "train.warmup_iters=10", "train.lr=1.0"]).train
+    assert learning_rate(cfg, 0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 5) == pytest.approx(0.55)
+    assert learning_rate(cfg, 10) == 1.0 and learning_rate(cfg, 31) == 1.0
+    assert learning_rate(cfg, 32) == pytest.approx(0.1)
+    assert learning_rate(cfg, 56) == pytest.approx(0.01)
+    assert learning_rate(cfg, 99) == pytest.approx(0.001)
+
+
+def test_resume_continues_exactly(image_folder, tmp_path):
+    cfg = load_config("tiny", ["train.iterations=6", "train.checkpoint_every=3", "train.log_every=1"])
+    whole = tmp_path / "whole"
+    train(cfg, image_folder, whole, device=CPU)
+    parts = tmp_path / "parts"
+    train(cfg, image_folder, parts, device=CPU, max_steps=3)
+    assert read_checkpoint(parts / "checkpoint.pt")["step"] == 3
+    train(cfg, image_folder, parts, device=CPU, resume=True)
+    a, b = read_log(whole), read_log(parts)
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    for ra, rb in zip(a, b):
+        assert ra["loss"] == pytest.approx(rb["loss"], rel=1e-5, abs=1e-6), ra["step"]
+    terms = set(a[0]) - {"step", "lr", "seconds", "loss"}
+    assert {"image", "level1", "level2", "modularity1", "collapse2", "centroid1"} <= terms
+
+
+def test_checkpoint_carries_config_and_refuses_bad_files(image_folder, tmp_path):
+    cfg = load_config("tiny", ["train.iterations=1"])
+    ckpt = train(cfg, image_folder, tmp_path / "run", device=CPU)
+    data = read_checkpoint(ckpt)
+    assert HSGConfig.from_dict(data["config"]) == cfg and data["step"] == 1
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cut.pt: truncated or not a torch checkpoint"):
+        read_checkpoint(truncated)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "hsg-checkpoint/1", "config": {}, "model": Evil(), "step": 0}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt: refused to load"):
+        read_checkpoint(evil)
+    other = tmp_path / "other.pt"
+    atomic_torch_save({"weights": torch.zeros(1)}, other)
+    with pytest.raises(CheckpointError, match="other.pt: not an HSG checkpoint"):
+        read_checkpoint(other)
+
+
+def test_training_lowers_the_loss(image_folder, tmp_path):
+    cfg = load_config("tiny", ["train.iterations=40", "train.log_every=1", "train.lr=0.02",
+                               "train.checkpoint_every=1000"])
+    train(cfg, image_folder, tmp_path / "run", device=CPU)
+    rows = read_log(tmp_path / "run")
+    first = sum(r["image"] for r in rows[:8]) / 8
+    last = sum(r["image"] for r in rows[-8:]) / 8
+    assert last < first * 0.9, (first, last)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
