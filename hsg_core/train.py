@@ -58,8 +58,9 @@ def build_model(cfg: HSGConfig, device: torch.device, info: DistInfo) -> torch.n
     objective = Objective(model, cfg).to(device)
     if info.world_size > 1:
         objective = convert_sync_batchnorm(objective, device)
+        # unused by design: the transformers in stage 1, the top level's feature head always
         objective = DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None,
-                                            find_unused_parameters=cfg.train.stage < 2)
+                                            find_unused_parameters=True)
     return objective
 
 
@@ -149,10 +150,11 @@ def train(cfg: HSGConfig, data_root: str | Path, out_dir: str | Path, *, device:
     log = RunLog(out_dir, info.is_main)
     end = cfg.train.iterations if max_steps is None else min(cfg.train.iterations, start + max_steps)
     model.train()
+    loader = _loader(cfg, Path(data_root), info, start)
     bar = tqdm(total=end - start, initial=0, disable=not info.is_main, desc="train", unit="step")
     core = unwrap(model)
     step, tick = start, time.perf_counter()
-    for collated in _loader(cfg, Path(data_root), info, start):
+    for collated in loader:
         if step >= end:
             break
         lr = set_learning_rate(optimizer, cfg.train, step)

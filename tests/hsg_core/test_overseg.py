@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from hsg_core.config import OversegConfig
+from hsg_core.overseg import OversegCache, UCMHierarchy, gradient_edges, hed_edges, oversegment
+from hsg_core.overseg.hed import read_hed
+from tests.conftest import make_shapes_image
+
+
+def line_image():
+    rng = np.random.default_rng(0)
+    image = np.full((96, 128, 3), 150.0) + rng.normal(0, 3, (96, 128, 3))
+    image[40:43, 10:118] = (20, 40, 200)  # a 3-px line
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("method", ["gradient_ucm", "slic", "felzenszwalb"])
+def test_contiguous_and_capped(method):
+    image = make_shapes_image(np.random.default_rng(1), 70, 90)
+    labels = oversegment(image, OversegConfig(method=method, max_regions=20))
+    assert labels.shape == (70, 90) and labels.dtype == np.int32
+    assert labels.max() + 1 <= 20 and np.array_equal(np.unique(labels), np.arange(labels.max() + 1))
+
+
+def test_thin_line_survives_gradient_ucm():
+    image = line_image()
+    labels = oversegment(image, OversegConfig(method="gradient_ucm", max_regions=48))
+    line = np.zeros(image.shape[:2], bool)
+    line[40:43, 10:118] = True
+    kept = 0
+    for region in np.unique(labels[line]):
+        mask = labels == region
+        if (mask & line).sum() > 0.5 * mask.sum():
+            kept += (mask & line).sum()
+    assert kept >= 0.8 * line.sum()
+
+
+def test_ucm_cuts_are_nested():
+    hierarchy = UCMHierarchy.from_edges(gradient_edges(make_shapes_image(np.random.default_rng(2), 60, 80)))
+    fine, coarse = hierarchy.cut(32), hierarchy.cut(8)
+    assert coarse.max() + 1 <= 8 and fine.max() + 1 <= 32
+    for region in np.unique(fine):
+        assert np.unique(coarse[fine == region]).size == 1
+
+
+def test_cache_round_trip_and_corruption(tmp_path):
+    image = make_shapes_image(np.random.default_rng(3), 40, 50)
+    cache = OversegCache(tmp_path)
+    cfg = OversegConfig(method="slic", max_regions=10)
+    first = oversegment(image, cfg, cache=cache)
+    assert np.array_equal(cache.get(image, cfg), first)
+    assert cache.get(image, OversegConfig(method="slic", max_regions=11)) is None
+    cache.path(image, cfg).write_bytes(b"broken")
+    assert cache.get(image, cfg) is None
+    assert np.array_equal(oversegment(image, cfg, cache=cache), first)
+
+
+def test_bad_input_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown oversegmentation method 'sam'"):
+        oversegment(np.zeros((4, 4, 3), np.uint8), OversegConfig(method="sam"))
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        oversegment(np.zeros((4, 4), np.uint8), OversegConfig(method="slic"))
+    bad = tmp_path / "w.h5"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="w.h5: not HED weights"):
+        read_hed(bad)
+
+
+def test_hed_edges_follow_human_boundaries(bsds_root, fetched_weights):
+    from scipy import io, ndimage
+
+    from hsg_core.images import load_image
+
+    fetched_weights("hed")
+    image_path = sorted((bsds_root / "images" / "val").glob("*.jpg"))[0]
+    gt = io.loadmat(bsds_root / "groundTruth" / "val" / f"{image_path.stem}.mat")["groundTruth"]
+    boundary = np.zeros(gt[0, 0]["Boundaries"][0, 0].shape, bool)
+    for i in range(gt.shape[1]):
+        boundary |= gt[0, i]["Boundaries"][0, 0].astype(bool)
+    near = ndimage.binary_dilation(boundary, iterations=2)
+    edges = hed_edges(load_image(image_path))
+    assert edges.shape == boundary.shape and 0 <= edges.min() and edges.max() <= 1
+    assert edges[near].mean() > 3 * edges[~near].mean()
+    labels = oversegment(load_image(image_path), OversegConfig(method="hed_ucm", max_regions=48))
+    assert labels.max() + 1 <= 48
