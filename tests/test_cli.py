@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cli
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from tests.conftest import make_shapes_image
+
+    root = tmp_path_factory.mktemp("cli")
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(make_shapes_image(rng, 48, 64)).save(images / f"{i}.png")
+    run = root / "run"
+    assert cli.main(["train", "--config", "tiny", "--data", str(images), "--out", str(run),
+                     "--set", "train.iterations=2", "--device", "cpu"]) == 0
+    return run / "checkpoint.pt", images
+
+
+def test_segment_writes_pngs_and_json(tiny_checkpoint, tmp_path):
+    ckpt, images = tiny_checkpoint
+    out = tmp_path / "seg"
+    assert cli.main(["segment", str(images / "0.png"), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    hierarchy = json.loads((out / "0_hierarchy.json").read_text())
+    assert hierarchy["image_size"] == [48, 64] and len(hierarchy["levels"]) == 3
+    for lv in range(3):
+        labels = np.asarray(Image.open(out / f"0_level{lv}_labels.png"))
+        assert labels.shape == (48, 64)
+        assert labels.max() + 1 == len(hierarchy["levels"][lv]["regions"])
+        assert np.asarray(Image.open(out / f"0_level{lv}_color.png")).shape == (48, 64, 3)
+    assert not list(out.glob("*.part"))
+
+
+def test_bad_input_is_one_line_error(tiny_checkpoint, tmp_path, capsys):
+    ckpt, images = tiny_checkpoint
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    cases = [
+        (["segment", str(bad), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")], "bad.jpg: not an image"),
+        (["segment", str(bad), "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)], "none.pt: no such"),
+        (["train", "--config", "nope", "--out", str(tmp_path / "r")], "unknown preset 'nope'"),
+        (["train", "--config", "tiny", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r")],
+         "empty: not a folder"),
+        (["train", "--config", "tiny", "--set", "model.depth=3", "--out", str(tmp_path / "r")], "model.depth"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("hsg: error:") and message in err and "\n" not in err, err
+
+
+def test_index_build_update_info(tiny_checkpoint, tmp_path, capsys):
+    from index import SegmentIndex
+
+    ckpt, images = tiny_checkpoint
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(images.glob("*.png"))[:2]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.jpg").write_text("not an image")
+    out = tmp_path / "idx"
+    assert cli.main(["index", "build", str(data), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    capsys.readouterr()
+    idx = SegmentIndex.open(out)
+    assert sorted(idx.images()) == ["0.png", "1.png"]
+    assert idx.num_levels == 3 and idx.dim == 16
+    row = idx.metadata.iloc[0]
+    hits = idx.search(idx.region_vector(row["image"], int(row["level"]), int(row["region"])), k=1)
+    assert hits[0].score > 0.999
+    (data / "2.png").write_bytes((images / "2.png").read_bytes())
+    assert cli.main(["index", "update", str(data), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert sorted(SegmentIndex.open(out).images()) == ["0.png", "1.png", "2.png"]
+    capsys.readouterr()
+    assert cli.main(["index", "info", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert "checkpoint_hash" in json.dumps(info) and "skipped" in json.dumps(info)
