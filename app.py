@@ -1,0 +1,444 @@
+"""HSG Explorer: a Gradio front end over an `HSGPredictor` and a `SegmentIndex`.
+
+`python app.py` opens the embedded default (assets/: demo photos + the demo checkpoint; the
+demo index is built into the cache on first launch). Handlers are plain functions over
+`Prediction` and `SegmentIndex`, testable without a browser; `build_demo` only lays out and wires.
+Per-user state lives in `gr.State` (a `Session`); model calls are queued one at a time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from hsg_core.images import check_rgb, load_image  # noqa: E402
+from hsg_core.types import Prediction  # noqa: E402
+from hsg_core.viz import boundaries, highlight, outlined_crop, overlay_regions, palette  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_CHECKPOINT = ASSETS / "checkpoint" / "hsg_demo.pt"
+DEFAULT_IMAGES = ASSETS / "demo_images"
+MAX_SIDE = 1024  # uploads are downscaled to this longer side before the model sees them
+
+
+@dataclass
+class Session:
+    """What one browser tab has: its image, its hierarchy, its selection (deep-copyable)."""
+
+    image: np.ndarray | None = None
+    prediction: Prediction | None = None
+    source: str = ""  # relative path in the index, when the image came from it
+    selected: tuple[int, int] | None = None  # (level, region)
+    hits: list = field(default_factory=list)  # the Hits shown in the gallery, in order
+
+
+# ----------------------------------------------------------------------------- handlers
+def render(session: Session, level: int, opacity: float = 0.45, boundaries_only: bool = False) -> np.ndarray | None:
+    """The image with the regions of `level` overlaid (and the selected region highlighted)."""
+    if session.prediction is None:
+        return None
+    level = clamp_level(session, level)
+    labels = session.prediction.levels[level].label_map
+    out = overlay_regions(session.image, labels, alpha=opacity, fill=not boundaries_only)
+    if session.selected is not None:
+        sel_level, region = session.selected
+        chain = session.prediction.ancestors(sel_level, region)
+        if level >= sel_level:
+            out = highlight(out, labels == chain[level - sel_level], dim=0.35)
+    return out
+
+
+def clamp_level(session: Session, level: int) -> int:
+    return int(min(max(int(level), 0), session.prediction.num_levels - 1))
+
+
+def set_image(predictor, image: np.ndarray, source: str = "") -> Session:
+    """Run the model once on a new image; slider moves and clicks then only index this."""
+    image = check_rgb(image, "uploaded image")
+    from hsg_core.images import downscale_to
+
+    image = downscale_to(image, MAX_SIDE)
+    return Session(image=image, prediction=predictor.predict(image), source=source)
+
+
+def chain_rows(session: Session, x: int, y: int) -> list[list]:
+    """One row per level for the regions containing pixel (x, y): level, region, area, share, parent."""
+    pred = session.prediction
+    total = pred.image_size[0] * pred.image_size[1]
+    rows = []
+    for lv, region in enumerate(pred.chain_at(x, y)):
+        level = pred.levels[lv]
+        rows.append([lv, region, int(level.areas[region]), f"{100 * level.areas[region] / total:.1f}%",
+                     int(level.parents[region])])
+    return rows
+
+
+def query_hits(index, session: Session, level: int, region: int, *, k: int, every_level: bool,
+               one_per_image: bool) -> dict[int, list]:
+    """Hits for the region (same level) or for its chain (every level), excluding the query image."""
+    if index is None:
+        return {}
+    pred = session.prediction
+    exclude = session.source or None
+    if not every_level:
+        vector = pred.levels[level].embeddings[region]
+        return {level: index.search(vector, k=k, levels=[level], exclude_image=exclude, one_per_image=one_per_image)}
+    chain = pred.ancestors(level, region)
+    lowest = level
+    vectors = {lowest + i: pred.levels[lowest + i].embeddings[r] for i, r in enumerate(chain)
+               if lowest + i < index.num_levels}
+    return {lv: index.search(v, k=k, levels=[lv], exclude_image=exclude, one_per_image=one_per_image)
+            for lv, v in vectors.items()}
+
+
+def hit_tiles(index, hits_by_level: dict[int, list]) -> tuple[list, list]:
+    """Gallery items (outlined crop of each hit's source image, caption) and the hits in order."""
+    items, order = [], []
+    cache: dict[str, np.ndarray] = {}
+    for level, hits in sorted(hits_by_level.items()):
+        for hit in hits:
+            if hit.image not in cache:
+                cache[hit.image] = load_image(index.data_root / hit.image)
+            image = cache[hit.image]
+            mask = index.region_mask(hit)
+            if mask.shape != image.shape[:2]:
+                image = np.asarray(Image.fromarray(image).resize(mask.shape[::-1]))
+            items.append((outlined_crop(image, mask, hit.box), f"L{level} · {hit.score:.3f} · {hit.image}"))
+            order.append(hit)
+    return items, order
+
+
+def click(index, session: Session, x: int, y: int, level: int, *, k: int = 8,
+          every_level: bool = False, one_per_image: bool = True):
+    """A click at (x, y) on the overlay: select the region, list its chain, query the index."""
+    if session.prediction is None:
+        raise gr.Error("load an image first")
+    level = clamp_level(session, level)
+    region = session.prediction.segment_at(level, int(x), int(y))
+    session.selected = (level, region)
+    hits = query_hits(index, session, level, region, k=int(k), every_level=every_level, one_per_image=one_per_image)
+    items, session.hits = hit_tiles(index, hits)
+    return session, chain_rows(session, int(x), int(y)), items
+
+
+def hierarchy_figure(session: Session) -> go.Figure:
+    """Sunburst of the hierarchy: coarsest level inside, segments outside; sized by area."""
+    fig = go.Figure()
+    pred = session.prediction
+    if pred is None:
+        return fig
+    ids, parents, values, labels, colours = [], [], [], [], []
+    top = pred.num_levels - 1
+    for lv in range(top, -1, -1):
+        level = pred.levels[lv]
+        colour = palette(level.num_regions)
+        for r in range(level.num_regions):
+            ids.append(f"L{lv}-{r}")
+            parents.append("" if lv == top else f"L{lv + 1}-{int(level.parents[r])}")
+            values.append(int(level.areas[r]))
+            labels.append(f"L{lv}:{r}")
+            colours.append("rgb({},{},{})".format(*colour[r]))
+    fig.add_trace(go.Sunburst(ids=ids, parents=parents, values=values, labels=labels, branchvalues="total",
+                              marker={"colors": colours}, maxdepth=3))
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=360)
+    return fig
+
+
+def embedding_figure(index, session: Session, max_points: int = 4000) -> go.Figure:
+    """PCA map of indexed regions (numpy SVD), the query and its hits highlighted."""
+    fig = go.Figure()
+    if index is None or len(index) == 0 or session.selected is None:
+        return fig
+    meta = index.metadata
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(meta), size=min(max_points, len(meta)), replace=False))
+    vectors = index.vectors(meta["id"].to_numpy()[rows])
+    mean = vectors.mean(0)
+    _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+    project = lambda v: (np.atleast_2d(v) - mean) @ vt[:2].T  # noqa: E731
+    xy = project(vectors)
+    fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="indexed regions",
+                               marker={"size": 4, "color": meta["level"].to_numpy()[rows], "opacity": 0.4},
+                               text=meta["image"].to_numpy()[rows]))
+    if session.hits:
+        hxy = project(index.vectors(np.array([h.id for h in session.hits])))
+        fig.add_trace(go.Scatter(x=hxy[:, 0], y=hxy[:, 1], mode="markers", name="hits",
+                                 marker={"size": 10, "symbol": "circle-open", "color": "orange"}))
+    level, region = session.selected
+    q = project(session.prediction.levels[level].embeddings[region])
+    fig.add_trace(go.Scatter(x=q[:, 0], y=q[:, 1], mode="markers", name="query",
+                             marker={"size": 14, "symbol": "star", "color": "red"}))
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 20, "b": 0}, height=360, legend={"orientation": "h"})
+    return fig
+
+
+def export_zip(session: Session) -> str | None:
+    """Label PNG per level (uint16) + hierarchy JSON, zipped in a fresh temp folder."""
+    if session.prediction is None:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="hsg-export-"))
+    path = folder / "hierarchy.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for lv, level in enumerate(session.prediction.levels):
+            png = folder / f"level{lv}_labels.png"
+            Image.fromarray(level.label_map.astype(np.uint16)).save(png)
+            zf.write(png, png.name)
+        zf.writestr("hierarchy.json", session.prediction.to_json())
+    return str(path)
+
+
+def resolve_folder(text: str, roots: list[Path]) -> Path:
+    """A folder typed in the UI, accepted only inside one of the allowed data roots."""
+    if not text.strip():
+        raise gr.Error("give a folder")
+    path = Path(text).expanduser().resolve()
+    if not any(path == root.resolve() or path.is_relative_to(root.resolve()) for root in roots):
+        raise gr.Error(f"{text}: outside the allowed data roots ({', '.join(str(r) for r in roots)})")
+    if not path.is_dir():
+        raise gr.Error(f"{text}: not a folder")
+    return path
+
+
+# ----------------------------------------------------------------------------- index
+def make_extractor(predictor, max_side: int = MAX_SIDE):
+    """Index-side callable: paths -> Prediction, or the exception an image raised."""
+    from hsg_core.images import ImageReadError
+
+    def extract(paths):
+        out = []
+        for path in paths:
+            try:
+                out.append(predictor.predict(load_image(path, max_side=max_side)))
+            except (ImageReadError, ValueError) as err:
+                out.append(err)
+        return out
+
+    return extract
+
+
+def ensure_index(predictor, data_root: Path, index_dir: Path, progress=None):
+    """Open the index at `index_dir` when it matches the checkpoint; else build it (resumable)."""
+    from index import IndexFormatError, SegmentIndex, build_index
+
+    if (index_dir / "manifest.json").exists():
+        try:
+            return SegmentIndex.open(index_dir, checkpoint_hash=predictor.checkpoint_hash)
+        except IndexFormatError as err:
+            print(f"hsg: rebuilding the index ({err})", file=sys.stderr)
+    build_index(data_root, index_dir, make_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash,
+                batch_size=4, progress=progress)
+    return SegmentIndex.open(index_dir, checkpoint_hash=predictor.checkpoint_hash)
+
+
+class IndexJob:
+    """The index build of one session, cancellable from the UI (a plain class: gradio deep-copies
+    State values per session and serialises dataclasses, neither of which an Event survives)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def __deepcopy__(self, memo) -> "IndexJob":
+        return IndexJob()
+
+
+def run_index_job(app: "Explorer", folder_text: str, mode: str, job: IndexJob, progress=gr.Progress()):
+    """Build or update an index over a folder (inside the allowed roots) with a live progress bar."""
+    from index import SegmentIndex, build_index, update_index
+
+    folder = resolve_folder(folder_text, app.data_roots)
+    out = app.index_root / f"{folder.name}-{app.predictor.checkpoint_hash[:12]}"
+    job.stop.clear()
+    run = build_index if mode == "build" or not (out / "manifest.json").exists() else update_index
+    info = run(folder, out, make_extractor(app.predictor), checkpoint_hash=app.predictor.checkpoint_hash,
+               batch_size=4, progress=lambda done, total: progress((done, total), desc="indexing", unit="images"),
+               should_stop=job.stop.is_set)
+    if info.get("status") != "complete":
+        return json.dumps(info, indent=1, default=str), job
+    app.index = SegmentIndex.open(out, checkpoint_hash=app.predictor.checkpoint_hash)
+    return json.dumps(app.index.info(), indent=1, default=str), job
+
+
+# ----------------------------------------------------------------------------- layout
+@dataclass
+class Explorer:
+    """What every session shares (read-only for handlers, except the index swap after a build)."""
+
+    predictor: object
+    index: object | None
+    examples: list[Path]
+    data_roots: list[Path]
+    index_root: Path
+
+
+def _on_image(app: Explorer, image, level, opacity, boundaries_only):
+    if image is None:
+        return Session(), None, gr.update(maximum=1, value=0), [], [], go.Figure(), go.Figure()
+    session = set_image(app.predictor, image)
+    top = session.prediction.num_levels - 1
+    level = min(int(level), top)
+    return (session, render(session, level, opacity, boundaries_only), gr.update(maximum=top, value=level),
+            [], [], hierarchy_figure(session), go.Figure())
+
+
+def _on_click(app: Explorer, session: Session, x, y, level, opacity, boundaries_only, k, mode, one_per_image):
+    session, rows, items = click(app.index, session, int(x), int(y), int(level), k=int(k),
+                                 every_level=mode == "every level", one_per_image=bool(one_per_image))
+    return (session, render(session, level, opacity, boundaries_only), rows, items,
+            embedding_figure(app.index, session))
+
+
+def open_path(app: Explorer, path: Path, level, opacity, boundaries_only):
+    """Open an image file in the explorer; an image of the index is excluded from its own hits."""
+    source = ""
+    if app.index is not None and Path(path).resolve().is_relative_to(app.index.data_root.resolve()):
+        source = Path(path).resolve().relative_to(app.index.data_root.resolve()).as_posix()
+    new = set_image(app.predictor, load_image(path, max_side=MAX_SIDE), source=source)
+    top = new.prediction.num_levels - 1
+    level = min(int(level), top)
+    return (new, render(new, level, opacity, boundaries_only), gr.update(maximum=top, value=level), [], [],
+            hierarchy_figure(new), go.Figure())
+
+
+def _on_hit(app: Explorer, session: Session, evt: gr.SelectData, level, opacity, boundaries_only):
+    """Open a clicked hit's source image in the explorer, at the hit's level."""
+    hit = session.hits[evt.index]
+    return open_path(app, app.index.data_root / hit.image, hit.level, opacity, boundaries_only)
+
+
+def build_demo(app: Explorer) -> gr.Blocks:
+    """The Blocks layout; every event calls one of the handlers above."""
+    with gr.Blocks(title="HSG Explorer") as demo:
+        session = gr.State(Session())
+        job = gr.State(IndexJob())
+        gr.Markdown("# HSG Explorer\nUnsupervised hierarchical segmentation (HSG, CVPR 2022): slide from fine "
+                    "segments to whole regions, click a region to find similar ones in the index.")
+        with gr.Tab("Explore"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    upload = gr.Image(label="Image (upload, paste or pick an example)", type="numpy",
+                                      sources=["upload", "clipboard"], height=300)
+                    examples = gr.Gallery([str(p) for p in app.examples], label="Examples (from the index)",
+                                          columns=4, height=260, allow_preview=False, elem_id="examples")
+                with gr.Column(scale=2):
+                    view = gr.Image(label="Hierarchy (click a region)", interactive=False, elem_id="overlay",
+                                    height=480)
+                    level = gr.Slider(0, 1, value=0, step=1, label="Level (0 = finest segments)", elem_id="level")
+                    with gr.Row():
+                        opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Opacity")
+                        boundaries_only = gr.Checkbox(False, label="Boundaries only")
+            with gr.Row():
+                k = gr.Slider(1, 32, value=8, step=1, label="Hits (k)")
+                mode = gr.Radio(["same level", "every level"], value="same level", label="Retrieve at")
+                one_per_image = gr.Checkbox(True, label="One hit per image")
+            chain = gr.Dataframe(headers=["level", "region", "area (px)", "share", "parent"], label="Enclosing regions",
+                                 interactive=False)
+            gallery = gr.Gallery(label="Similar regions (click one to open its image)", columns=8, height=320,
+                                 elem_id="hits")
+            with gr.Row():
+                tree_plot = gr.Plot(label="Hierarchy (sunburst)")
+                map_plot = gr.Plot(label="Embedding map (PCA)")
+            with gr.Row():
+                export_btn = gr.Button("Export label maps + hierarchy")
+                export_file = gr.File(label="Download")
+            with gr.Row(visible=False):
+                click_x, click_y = gr.Number(0, precision=0), gr.Number(0, precision=0)
+                click_btn = gr.Button("click")
+        with gr.Tab("Index"):
+            folder = gr.Textbox(label=f"Folder (inside: {', '.join(str(r) for r in app.data_roots)})")
+            with gr.Row():
+                build_btn, update_btn, cancel_btn = gr.Button("Build"), gr.Button("Update"), gr.Button("Cancel")
+            info = gr.Code(value=json.dumps(app.index.info() if app.index else {}, indent=1, default=str),
+                           language="json", label="Index info")
+        shown = [opacity, boundaries_only]
+        image_outputs = [session, view, level, chain, gallery, tree_plot, map_plot]
+        upload.change(lambda *a: _on_image(app, *a), [upload, level, *shown], image_outputs,
+                      concurrency_limit=1, api_name="load_image")
+        for control in (level, opacity):
+            control.release(lambda s, *a: render(s, *a), [session, level, *shown], view, api_name=False)
+        level.change(lambda s, *a: render(s, *a), [session, level, *shown], view, api_name="render")
+        boundaries_only.change(lambda s, *a: render(s, *a), [session, level, *shown], view, api_name=False)
+        click_inputs = [level, *shown, k, mode, one_per_image]
+        click_outputs = [session, view, chain, gallery, map_plot]
+
+        def on_select(s, evt: gr.SelectData, *rest):
+            return _on_click(app, s, evt.index[0], evt.index[1], *rest)
+
+        view.select(on_select, [session, *click_inputs], click_outputs, api_name=False)
+        click_btn.click(lambda s, x, y, *rest: _on_click(app, s, x, y, *rest),
+                        [session, click_x, click_y, *click_inputs], click_outputs, api_name="click_xy")
+        def on_example(evt: gr.SelectData, *rest):
+            return open_path(app, app.examples[evt.index], *rest)
+
+        examples.select(on_example, [level, *shown], image_outputs, concurrency_limit=1, api_name=False)
+
+        def on_hit(s, evt: gr.SelectData, *rest):
+            return _on_hit(app, s, evt, *rest)
+
+        gallery.select(on_hit, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False)
+        export_btn.click(export_zip, [session], export_file, api_name="export")
+        build_btn.click(lambda f, j: run_index_job(app, f, "build", j), [folder, job], [info, job],
+                        concurrency_limit=1, api_name="build_index")
+        update_btn.click(lambda f, j: run_index_job(app, f, "update", j), [folder, job], [info, job],
+                         concurrency_limit=1, api_name="update_index")
+        cancel_btn.click(lambda j: (j.stop.set(), j)[1], [job], [job], queue=False, api_name=False)
+    return demo
+
+
+# ----------------------------------------------------------------------------- entry point
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="app.py", description="HSG Explorer (Gradio)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    p.add_argument("--data", default=str(DEFAULT_IMAGES), help="image folder the index covers (and a data root)")
+    p.add_argument("--index", default=None, help="index folder (default: built into the cache on first launch)")
+    p.add_argument("--data-root", action="append", default=[], help="extra folder the Index tab may read")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="public gradio link (off by default)")
+    p.add_argument("--device", default="auto")
+    return p.parse_args(argv)
+
+
+def load_app(args: argparse.Namespace) -> Explorer:
+    """Predictor, index (built when missing, with a console progress bar) and examples."""
+    from hsg_core.checkpoint import CheckpointError
+    from hsg_core.predictor import load_predictor
+    from hsg_core.weights import WeightsMissingError, cache_dir
+
+    try:
+        predictor = load_predictor(args.checkpoint, args.device)
+    except (CheckpointError, WeightsMissingError) as err:
+        raise SystemExit(f"hsg: error: {err}") from None
+    data = Path(args.data).resolve()
+    index_root = cache_dir() / "indexes"
+    index_dir = Path(args.index) if args.index else index_root / f"{data.name}-{predictor.checkpoint_hash[:12]}"
+    index = ensure_index(predictor, data, index_dir)
+    from hsg_core.images import list_images
+
+    return Explorer(predictor, index, list_images(data)[:24], [data, *map(Path, args.data_root)], index_root)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    app = load_app(args)
+    demo = build_demo(app)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=args.host, server_port=args.port, share=args.share, max_file_size="25mb",
+        allowed_paths=[str(p) for p in app.data_roots])
+
+
+if __name__ == "__main__":
+    main()
