@@ -27,7 +27,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from hsg_core.predictor import pick_device
     from hsg_core.train import train
 
-    cfg = load_config(args.config, args.set)
+    overrides = list(args.set) + ([f"model.backbone_init={args.init_weights}"] if args.init_weights else [])
+    cfg = load_config(args.config, overrides)
     data = args.data or cfg.data.root
     if not data:
         raise ValueError("no training images: give --data DIR (or data.root in the config)")
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. train.lr=0.01")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N steps in this call")
+    p.add_argument("--init-weights", help="torchvision/timm-style ResNet state dict for the backbone (strict keys)")
     _add_device(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("segment", help="segment images into a hierarchy (PNGs + JSON)")

@@ -111,7 +111,8 @@ def fetch_demo_images(out_dir: Path, *, max_side: int = 512, sources: tuple[str,
                       work_dir: Path | None = None) -> list[dict]:
     """Gather the demo set into `out_dir` (replaced atomically); returns the manifest entries."""
     out_dir = Path(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=out_dir.parent))  # same filesystem: rename is atomic
     entries = []
     with tempfile.TemporaryDirectory(prefix="hsg-demo-") as tmp:
         for source in (*DEBIAN, SKIMAGE):

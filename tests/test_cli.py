@@ -48,6 +48,8 @@ def test_bad_input_is_one_line_error(tiny_checkpoint, tmp_path, capsys):
         (["train", "--config", "tiny", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r")],
          "empty: not a folder"),
         (["train", "--config", "tiny", "--set", "model.depth=3", "--out", str(tmp_path / "r")], "model.depth"),
+        (["train", "--config", "tiny", "--data", str(images), "--out", str(tmp_path / "r"), "--init-weights",
+          str(bad)], "bad.jpg: cannot read ResNet weights"),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv

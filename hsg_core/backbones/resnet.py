@@ -133,7 +133,8 @@ def load_torchvision_state(model: nn.Module, path: str | Path) -> None:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise ValueError(f"{path}: cannot read ResNet weights ({err.__class__.__name__}: {err})") from err
+        first = (str(err).splitlines() or [""])[0]
+        raise ValueError(f"{path}: cannot read ResNet weights ({err.__class__.__name__}: {first})") from err
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

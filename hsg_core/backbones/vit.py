@@ -107,7 +107,7 @@ def dinov2_vits14(*, init: str = "none", output_stride: int = 14, width: int = 6
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as err:  # noqa: BLE001
-            raise ValueError(f"{path}: not a DINOv2 ViT-S/14 state dict ({err})") from err
+            raise ValueError(f"{path}: not a DINOv2 ViT-S/14 state dict ({(str(err).splitlines() or [''])[0]})") from err
     return model
 
 
