@@ -129,10 +129,27 @@ def click(index, session: Session, x: int, y: int, level: int, *, k: int = 8,
         raise gr.Error("load an image first")
     level = clamp_level(session, level)
     region = session.prediction.segment_at(level, int(x), int(y))
+    return select_region(index, session, level, region, k=k, every_level=every_level, one_per_image=one_per_image)
+
+
+def select_region(index, session: Session, level: int, region: int, *, k: int = 8, every_level: bool = False,
+                  one_per_image: bool = True):
+    """Select a region by (level, id) — from a click or from the hierarchy list — and query the index."""
     session.selected = (level, region)
+    ys, xs = np.nonzero(session.prediction.levels[level].label_map == region)
     hits = query_hits(index, session, level, region, k=int(k), every_level=every_level, one_per_image=one_per_image)
     items, session.hits = hit_tiles(index, hits)
-    return session, chain_rows(session, int(x), int(y)), items
+    return session, chain_rows(session, int(xs[0]), int(ys[0])), items
+
+
+def region_choices(session: Session) -> list[str]:
+    """Every region of the hierarchy as 'L<level>:<id> (<share>%)', coarsest first (the sunburst's nodes)."""
+    pred = session.prediction
+    if pred is None:
+        return []
+    total = pred.image_size[0] * pred.image_size[1]
+    return [f"L{lv}:{r} ({100 * pred.levels[lv].areas[r] / total:.1f}%)"
+            for lv in range(pred.num_levels - 1, -1, -1) for r in range(pred.levels[lv].num_regions)]
 
 
 def hierarchy_figure(session: Session) -> go.Figure:
@@ -158,8 +175,21 @@ def hierarchy_figure(session: Session) -> go.Figure:
     return fig
 
 
+def fit_projection(vectors: np.ndarray):
+    """2-D map of [n, D] vectors: UMAP when the package is installed, else PCA (numpy SVD)."""
+    try:
+        import umap  # optional
+
+        reducer = umap.UMAP(n_components=2, random_state=0).fit(vectors)
+        return lambda v: reducer.transform(np.atleast_2d(v))
+    except ImportError:
+        mean = vectors.mean(0)
+        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+        return lambda v: (np.atleast_2d(v) - mean) @ vt[:2].T
+
+
 def embedding_figure(index, session: Session, max_points: int = 4000) -> go.Figure:
-    """PCA map of indexed regions (numpy SVD), the query and its hits highlighted."""
+    """Map of indexed regions (PCA, or UMAP when installed), the query and its hits highlighted."""
     fig = go.Figure()
     if index is None or len(index) == 0 or session.selected is None:
         return fig
@@ -167,9 +197,7 @@ def embedding_figure(index, session: Session, max_points: int = 4000) -> go.Figu
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(len(meta), size=min(max_points, len(meta)), replace=False))
     vectors = index.vectors(meta["id"].to_numpy()[rows])
-    mean = vectors.mean(0)
-    _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-    project = lambda v: (np.atleast_2d(v) - mean) @ vt[:2].T  # noqa: E731
+    project = fit_projection(vectors)
     xy = project(vectors)
     fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="indexed regions",
                                marker={"size": 4, "color": meta["level"].to_numpy()[rows], "opacity": 0.4},
@@ -344,6 +372,7 @@ def build_demo(app: Explorer) -> gr.Blocks:
                 k = gr.Slider(1, 32, value=8, step=1, label="Hits (k)")
                 mode = gr.Radio(["same level", "every level"], value="same level", label="Retrieve at")
                 one_per_image = gr.Checkbox(True, label="One hit per image")
+            pick = gr.Dropdown([], label="Or pick a region of the hierarchy (the sunburst's nodes)", elem_id="pick")
             chain = gr.Dataframe(headers=["level", "region", "area (px)", "share", "parent"], label="Enclosing regions",
                                  interactive=False)
             gallery = gr.Gallery(label="Similar regions (click one to open its image)", columns=8, height=320,
@@ -378,6 +407,18 @@ def build_demo(app: Explorer) -> gr.Blocks:
             return _on_click(app, s, evt.index[0], evt.index[1], *rest)
 
         view.select(on_select, [session, *click_inputs], click_outputs, api_name=False)
+        def on_pick(s, choice, level_now, *rest):
+            if not choice or s.prediction is None:
+                return s, render(s, level_now, *rest[:2]) if s.prediction else None, [], [], go.Figure(), level_now
+            lv, region = (int(v) for v in choice.split(" ")[0][1:].split(":"))
+            k_, mode_, one_ = rest[2:]
+            s, rows, items = select_region(app.index, s, lv, region, k=int(k_), every_level=mode_ == "every level",
+                                           one_per_image=bool(one_))
+            return s, render(s, lv, *rest[:2]), rows, items, embedding_figure(app.index, s), lv
+
+        pick.select(on_pick, [session, pick, *click_inputs], [*click_outputs, level], api_name=False)
+        view.change(lambda s: gr.update(choices=region_choices(s), value=None) if s.selected is None else gr.update(),
+                    [session], pick, api_name=False)
         click_btn.click(lambda s, x, y, *rest: _on_click(app, s, x, y, *rest),
                         [session, click_x, click_y, *click_inputs], click_outputs, api_name="click_xy")
         def on_example(evt: gr.SelectData, *rest):

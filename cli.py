@@ -37,6 +37,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"checkpoint: {ckpt}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from hsg_core.checkpoint import export_inference_checkpoint
+
+    path = export_inference_checkpoint(args.checkpoint, args.out)
+    print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
+
+
 def save_png(array, path: Path) -> None:
     """Write a PNG atomically (uint8 RGB or uint16 labels)."""
     import tempfile
@@ -105,11 +112,24 @@ def cmd_index(args: argparse.Namespace) -> None:
         return
     from hsg_core.predictor import load_predictor
 
-    predictor = load_predictor(args.checkpoint, args.device)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    from hsg_core.distributed import init_from_env
+    from hsg_core.predictor import pick_device
+
+    device = pick_device(args.device)
+    dist = init_from_env(device.type)  # torchrun: each rank extracts a disjoint part of the folder
+    if device.type == "cuda" and dist.world_size > 1:
+        device = pick_device(f"cuda:{dist.local_rank}")
+    predictor = load_predictor(args.checkpoint, device)
     run = index.build_index if args.index_cmd == "build" else index.update_index
     info = run(Path(args.data), Path(args.out), make_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash,
-               batch_size=args.batch_size, factory=args.factory, rank=rank, world_size=world)
+               batch_size=args.batch_size, factory=args.factory, rank=dist.rank, world_size=dist.world_size)
+    if dist.world_size > 1:
+        import torch.distributed
+
+        torch.distributed.barrier()
+        if not dist.is_main:
+            return
+        info = index.merge_shards(Path(args.out), factory=args.factory)
     print(json.dumps(info, indent=1, default=str))
 
 
@@ -182,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _add_device(p)
     p.set_defaults(func=cmd_segment)
+    p = sub.add_parser("export", help="inference checkpoint: drop optimizer and RNG state")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_export)
     _index_parsers(sub)
     p = sub.add_parser("serve", help="the Gradio explorer (python app.py with options)")
     p.add_argument("--checkpoint")

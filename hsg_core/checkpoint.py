@@ -100,3 +100,11 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], pat
     if strict and (missing or result.unexpected_keys):
         raise CheckpointError(f"{path}: weights do not fit the model of its config; missing "
                               f"{missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
+
+
+def export_inference_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a training checkpoint without optimizer and RNG state (what the app ships)."""
+    data = read_checkpoint(src)
+    checkpoint_config(data, src)
+    slim = {k: data[k] for k in ("format", "config", "model", "step")}
+    return atomic_torch_save(slim, dst)

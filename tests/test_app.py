@@ -121,3 +121,13 @@ def test_api_through_gradio_client(server, explorer):
     other = Client(server, verbose=False)  # a second session has no image: no cross-talk
     with pytest.raises(Exception, match="load an image first"):
         other.predict(70, 30, 1, 0.45, False, 3, "same level", True, api_name="/click_xy")
+
+
+def test_pick_a_region_from_the_hierarchy_list(explorer):
+    session = wide_session(explorer)
+    choices = app.region_choices(session)
+    assert len(choices) == 64 + 16 + 4 + 1 and choices[0] == "L3:0 (100.0%)"
+    assert "L1:5 (6.2%)" in choices
+    session, rows, items = app.select_region(explorer.index, session, 1, 5, k=3)
+    assert session.selected == (1, 5) and rows[1][1] == 5 and len(items) == 3
+    assert all(h.level == 1 for h in session.hits)

@@ -82,3 +82,15 @@ def test_index_build_update_info(tiny_checkpoint, tmp_path, capsys):
     assert cli.main(["index", "info", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert "checkpoint_hash" in json.dumps(info) and "skipped" in json.dumps(info)
+
+
+def test_export_drops_training_state(tiny_checkpoint, tmp_path):
+    import torch
+
+    from hsg_core.checkpoint import read_checkpoint
+
+    ckpt, _ = tiny_checkpoint
+    assert cli.main(["export", str(ckpt), str(tmp_path / "slim.pt")]) == 0
+    slim, full = read_checkpoint(tmp_path / "slim.pt"), read_checkpoint(ckpt)
+    assert "optimizer" in full and "optimizer" not in slim and "torch_rng" not in slim
+    assert all(torch.equal(slim["model"][k], v) for k, v in full["model"].items())
