@@ -175,6 +175,65 @@ def _index_parsers(sub) -> None:
     q.set_defaults(func=cmd_index)
 
 
+def _machine_info() -> dict:
+    """benchmarks/machine.py of a source checkout (beside this file), else the core count."""
+    import importlib.util
+    import platform
+
+    path = Path(__file__).with_name("benchmarks") / "machine.py"
+    if not path.is_file():
+        return {"cores": os.cpu_count(), "platform": platform.platform()}
+    spec = importlib.util.spec_from_file_location("hsg_machine", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.machine_info()
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from hsg_core.evaluation import runner
+
+    def load():
+        from hsg_core.predictor import load_predictor
+
+        return load_predictor(args.checkpoint, args.device)
+
+    common = dict(limit=args.limit, baselines=args.baselines, checkpoint=str(args.checkpoint),
+                  hardware=_machine_info())
+    if args.eval_cmd == "bsds":
+        _, json_path, md_path = runner.run_bsds(load, args.bsds, args.out, split=args.split, **common)
+    else:
+        _, json_path, md_path = runner.run_labelled(
+            load, args.data, args.memory, args.out, split=args.split, memory_split=args.memory_split,
+            memory_limit=args.memory_limit, num_classes=args.num_classes, k=args.k, **common)
+    print(md_path.read_text(encoding="utf-8"))
+    print(f"report: {json_path} {md_path}")
+
+
+def _eval_parsers(sub) -> None:
+    p = sub.add_parser("eval", help="score the hierarchy: covering, NFCovering, kNN label transfer, Hungarian")
+    esub = p.add_subparsers(dest="eval_cmd", required=True)
+    q = esub.add_parser("bsds", help="covering / NFCovering per level on BSDS500, with baselines at matched counts")
+    q.add_argument("--bsds", required=True, help="BSDS500 folder (images/, groundTruth/, ucm2/)")
+    q.add_argument("--split", default="val")
+    q.add_argument("--baselines", default="all",
+                   help="all | none | comma list of kmeans,slic,felzenszwalb,gradient_ucm,gpb_ucm")
+    q = esub.add_parser("labelled", help="kNN label transfer + Hungarian mIoU and covering on class masks")
+    q.add_argument("--data", required=True, help="test set: VOC-style folder or images/ + masks/ folder")
+    q.add_argument("--split", default=None, help="VOC list ImageSets/Segmentation/SPLIT.txt (default: all masks)")
+    q.add_argument("--memory", required=True, help="labelled folder for the prototype memory (may equal --data)")
+    q.add_argument("--memory-split", default=None, help="e.g. train")
+    q.add_argument("--memory-limit", type=int, default=None, help="first N memory images")
+    q.add_argument("--num-classes", type=int, default=None, help="default: 21 for VOC, else from the masks")
+    q.add_argument("--k", type=int, default=20, help="nearest memory prototypes per vote")
+    q.add_argument("--baselines", default="none", help="none | all | comma list (covering at matched counts)")
+    for q in esub.choices.values():
+        q.add_argument("--checkpoint", required=True)
+        q.add_argument("--out", required=True, help="report folder (<name>.json and <name>.md)")
+        q.add_argument("--limit", type=int, default=None, help="first N test images")
+        _add_device(q)
+        q.set_defaults(func=cmd_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hsg", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -207,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.set_defaults(func=cmd_export)
     _index_parsers(sub)
+    _eval_parsers(sub)
     p = sub.add_parser("serve", help="the Gradio explorer (python app.py with options)")
     p.add_argument("--checkpoint")
     p.add_argument("--index")
