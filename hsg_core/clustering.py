@@ -1,10 +1,11 @@
 """Clustering transformer: group N node tokens into K clusters (one level of the hierarchy).
 
 A DETR-style encoder-decoder (post-norm, every norm a `MaskedBatchNorm` over valid tokens):
-the encoder contextualises the nodes, K learned queries (used as query positions; the decoder
-input is one target vector made from the mean and std of the valid encoder tokens) attend to
-them, and two heads give, per cluster, a centroid c_k (for the assignment logits
-c_k . m_i / sqrt(D)) and a feature f_k (the node token of the next level).
+the encoder contextualises the nodes, K learned queries (query positions, and added to the
+decoder input, which is one target vector made from the mean and std of the valid encoder
+tokens) attend to them, and two heads give, per cluster, a centroid c_k and a feature f_k.
+Assignment logits are kappa cos(c_k, key_i), where the keys are the encoder memory (the original,
+which used c_k . m_i / sqrt(D)) or vectors the caller passes (HSG passes the centred nodes).
 
 Shapes: B images, M nodes, K clusters, D model dim.
 """
@@ -120,12 +121,30 @@ def masked_mean_std(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class ClusteringTransformer(nn.Module):
-    """Nodes [B, M, D] (+ positions, mask) -> K soft clusters (see module docstring)."""
+    """Nodes [B, M, D] (+ positions, mask) -> K soft clusters (see module docstring).
+
+    Assignment logits are kappa * cos(c_k, key_i) (our choice, `concentration` > 0) or the
+    original's c_k . m_i / sqrt(D) (`concentration` = 0). With the original form the network can
+    shrink every logit to 0: the uniform soft assignment then scores a perfect 0 on DMoN's collapse
+    term and sits at a stationary point of modularity (B 1 = 0), and training settles there.
+    `query_in_target` adds the query embedding to the decoder input: the original's input is the
+    same vector for all K queries, so self-attention values are identical and only cross-attention
+    weights can tell the clusters apart (with dropout on, our centroids then differed mostly by
+    dropout noise).
+    """
+
+    def assignment_logits(self, centroids: Tensor, memory: Tensor) -> Tensor:
+        """centroids [B, K, D], memory [B, M, D] -> logits [B, K, M]."""
+        if self.concentration > 0:
+            return self.concentration * F.normalize(centroids, dim=-1) @ F.normalize(memory, dim=-1).transpose(1, 2)
+        return centroids @ memory.transpose(1, 2) / math.sqrt(self.dim)
 
     def __init__(self, num_clusters: int, dim: int, *, heads: int = 4, encoder_layers: int = 2,
-                 decoder_layers: int = 2, ffn_dim: int = 256, dropout: float = 0.1) -> None:
+                 decoder_layers: int = 2, ffn_dim: int = 256, dropout: float = 0.1,
+                 concentration: float = 16.0, query_in_target: bool = True) -> None:
         super().__init__()
-        self.num_clusters, self.dim = num_clusters, dim
+        self.num_clusters, self.dim, self.concentration = num_clusters, dim, concentration
+        self.query_in_target = query_in_target
         self.encoder = nn.ModuleList([EncoderLayer(dim, heads, ffn_dim, dropout) for _ in range(encoder_layers)])
         self.decoder = nn.ModuleList([DecoderLayer(dim, heads, ffn_dim, dropout) for _ in range(decoder_layers)])
         self.decoder_norm = MaskedBatchNorm(dim)
@@ -137,8 +156,13 @@ class ClusteringTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, nodes: Tensor, positions: Tensor, mask: Tensor | None = None) -> Clustering:
-        """nodes, positions [B, M, D]; mask [B, M] bool (True = real node, default all)."""
+    def forward(self, nodes: Tensor, positions: Tensor, mask: Tensor | None = None,
+                keys: Tensor | None = None) -> Clustering:
+        """nodes, positions [B, M, D]; mask [B, M] bool (True = real node, default all).
+
+        keys [B, M, D]: what the centroids are compared with for the assignment logits (default:
+        the encoder memory, as the original).
+        """
         b, m, _ = nodes.shape
         mask = torch.ones(b, m, dtype=torch.bool, device=nodes.device) if mask is None else mask
         memory = nodes
@@ -147,11 +171,14 @@ class ClusteringTransformer(nn.Module):
         mean, std = masked_mean_std(memory, mask)
         tgt = self.target(torch.cat([mean, std], dim=1))[:, None].expand(b, self.num_clusters, self.dim)
         query_pos = self.queries.weight[None].expand(b, -1, -1)
+        if self.query_in_target:
+            tgt = tgt + query_pos
         for layer in self.decoder:
             tgt = layer(tgt, query_pos, memory, positions, mask)
         tgt = self.decoder_norm(tgt)
         centroids, features = self.centroid_head(tgt), self.feature_head(tgt)
-        logits = centroids @ memory.transpose(1, 2) / math.sqrt(self.dim)  # [B, K, M]
+        keys = memory if keys is None else keys
+        logits = self.assignment_logits(centroids, keys)  # [B, K, M]
         logits = logits.masked_fill(~mask[:, None, :], 0.0)  # never -inf: no NaN in backward
         assignments = torch.softmax(logits, dim=1).masked_fill(~mask[:, None, :], 0.0)
         return Clustering(logits, assignments, centroids, features)

@@ -55,6 +55,10 @@ class GroupingConfig:
     ffn_dim: int = 256
     dropout: float = 0.1
     position_table: int = 50  # rows/cols of the learned position table (inputs <= 50 cells a side)
+    assignment_concentration: float = 16.0  # logits = kappa cos(centroid, node); 0 = original dot / sqrt(D)
+    query_in_target: bool = True  # decoder input = target + query (False: target only, as the original)
+    assign_to: str = "nodes"  # logits against "nodes" (the unit node vectors) or "memory" (the original)
+    upper_nodes: str = "pooled"  # level>=2 nodes: "pooled" P-weighted node means, or "features" (original)
 
 
 @dataclass

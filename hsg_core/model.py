@@ -2,10 +2,16 @@
 
 `HSG.embed` maps images to unit pixel embeddings; `HSG.group` turns level-0 nodes (segments)
 into the levels above: P_1 = softmax(transformer_1(nodes)), and for l >= 1 a transformer over
-the level-l cluster features gives the transition C_l^{l+1} [K_{l+1}, K_l], so that
+the level-l clusters gives the transition C_l^{l+1} [K_{l+1}, K_l], so that
 P_{l+1} = C_l^{l+1} P_l (node-major: P_{l+1} = P_l C, the paper's form) — consistent by
 construction. Hard groups are nested by construction too: a node's level-(l+1) group is the
 parent argmax_k C[k, g_l] of its level-l group.
+
+Our choices (config `grouping`, defaults): assignment logits compare centroids with the nodes
+themselves, centred on their image mean (`assign_to="nodes"`; the original used the encoder
+memory), and the level-(l+1) transformer groups the soft prototypes normalize(P_l nodes) of the
+level-l clusters (`upper_nodes="pooled"`; the original used the decoder's cluster features). Both
+keep every level in the embedding space where the DMoN graph and the retrieval index live.
 """
 from __future__ import annotations
 
@@ -65,6 +71,17 @@ def group_positions(positions: Tensor, groups: Tensor, num_groups: int) -> Tenso
     return sums / one_hot.sum(1)[..., None].clamp_min(1.0)
 
 
+def centred(vectors: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Unit vectors minus their (masked) mean over the set, renormalised: [B, M, D] -> [B, M, D].
+
+    Embeddings of one image share a common direction; cosines to a centroid then differ little
+    between nodes and soft assignments stay near uniform. Centring removes that direction.
+    """
+    w = torch.ones_like(vectors[..., 0]) if mask is None else mask.to(vectors.dtype)
+    mean = (vectors * w[..., None]).sum(1, keepdim=True) / w.sum(1).clamp_min(1.0)[:, None, None]
+    return F.normalize(vectors - mean, dim=-1)
+
+
 class HSG(nn.Module):
     def __init__(self, config: HSGConfig) -> None:
         super().__init__()
@@ -76,7 +93,9 @@ class HSG(nn.Module):
         self.position = PositionEmbeddingLearned(m.embedding_dim, g.position_table)
         self.levels = nn.ModuleList([
             ClusteringTransformer(k, m.embedding_dim, heads=g.num_heads, encoder_layers=g.encoder_layers,
-                                  decoder_layers=g.decoder_layers, ffn_dim=g.ffn_dim, dropout=g.dropout)
+                                  decoder_layers=g.decoder_layers, ffn_dim=g.ffn_dim, dropout=g.dropout,
+                                  concentration=g.assignment_concentration,
+                                  query_in_target=g.query_in_target)
             for k in g.level_clusters
         ])
         self.register_buffer("pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
@@ -105,14 +124,19 @@ class HSG(nn.Module):
 
     def group(self, nodes: Tensor, positions: Tensor, mask: Tensor) -> HierarchyOutput:
         """nodes, positions [B, M, D] (nodes unit), mask [B, M] -> HierarchyOutput."""
-        first = self.levels[0](nodes, positions, mask)
+        g = self.config.grouping
+        first = self.levels[0](nodes, positions, mask, keys=centred(nodes, mask) if g.assign_to == "nodes" else None)
         groups = torch.where(mask, first.assignments.argmax(1), torch.full_like(mask, -1, dtype=torch.long))
         out = HierarchyOutput([first], [first.assignments], [], [groups], [])
         for transformer in self.levels[1:]:
             below = out.clusterings[-1]
             k_below = below.features.shape[1]
             pos = group_positions(positions, out.node_groups[-1], k_below)
-            clustering = transformer(below.features, pos)
+            tokens = below.features
+            if g.upper_nodes == "pooled":  # soft prototype of each level-l cluster, in node space
+                tokens = F.normalize(out.assignments[-1] @ nodes, dim=-1)
+            clustering = transformer(tokens, pos, torch.ones_like(tokens[..., 0], dtype=torch.bool),
+                                     keys=centred(tokens) if g.assign_to == "nodes" else None)
             transition = clustering.assignments  # [B, K_{l+1}, K_l]
             parents = transition.argmax(1)  # [B, K_l]
             node_groups = torch.where(mask, parents.gather(1, out.node_groups[-1].clamp_min(0)),

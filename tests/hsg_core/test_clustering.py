@@ -64,3 +64,27 @@ def test_padding_changes_nothing_for_real_nodes():
     assert torch.allclose(big.centroids, small.centroids, atol=1e-4)
     big.assignments[:, :, :6].sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_queries_in_the_target_break_the_symmetry_of_identical_nodes():
+    """All nodes equal: every decoder value is the same, so only query_in_target (our fix) lets
+    the K centroids differ; the original's target-only decoder gives K identical centroids.
+    (Eval mode: in training mode BatchNorm over identical tokens amplifies rounding noise.)"""
+    torch.manual_seed(0)
+    nodes = torch.randn(1, 1, 16).expand(2, 7, 16)
+    pos = torch.zeros(2, 7, 16)
+    spread = {}
+    for in_target in (True, False):
+        model = ClusteringTransformer(5, 16, heads=2, ffn_dim=32, dropout=0.0, query_in_target=in_target).eval()
+        c = model(nodes, pos).centroids
+        spread[in_target] = (c - c[:, :1]).abs().max().item()
+    assert spread[True] > 0.1 and spread[False] < 1e-5, spread
+
+
+def test_assignment_logits_kappa_cosine_or_original_dot():
+    cent, mem = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    kappa = ClusteringTransformer(3, 8, heads=2, ffn_dim=16, concentration=16.0)
+    want = 16.0 * torch.nn.functional.cosine_similarity(cent[:, :, None], mem[:, None], dim=-1)
+    assert torch.allclose(kappa.assignment_logits(cent, mem), want, atol=1e-5)
+    original = ClusteringTransformer(3, 8, heads=2, ffn_dim=16, concentration=0.0)
+    assert torch.allclose(original.assignment_logits(cent, mem), cent @ mem.transpose(1, 2) / 8 ** 0.5)

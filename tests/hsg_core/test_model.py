@@ -45,3 +45,38 @@ def test_group_positions_mean_and_empty():
     groups = torch.tensor([[0, 0, 2]])
     out = group_positions(pos, groups, 3)
     assert torch.allclose(out, torch.tensor([[[2.0, 0], [0, 0], [0, 4.0]]]))
+
+
+def test_centred_removes_the_masked_mean():
+    from hsg_core.model import centred
+
+    x = F.normalize(torch.randn(2, 6, 8) + 3.0, dim=-1)  # a shared direction, as real embeddings
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[0, 4:] = False
+    out = centred(x, mask)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(2, 6), atol=1e-5)
+    want = F.normalize(x[0, :4] - x[0, :4].mean(0), dim=-1)
+    assert torch.allclose(out[0, :4], want, atol=1e-6)
+    garbage = x.clone()
+    garbage[0, 4:] = 100.0
+    assert torch.allclose(centred(garbage, mask)[0, :4], want, atol=1e-6)
+
+
+def test_upper_levels_group_pooled_node_prototypes():
+    """Level l+1 takes normalize(P_l nodes): the soft prototype of every level-l cluster."""
+    model = tiny_model()
+    seen = []
+    model.levels[1].register_forward_hook(lambda mod, args, out: seen.append(args[0]))
+    nodes = F.normalize(torch.randn(2, 9, 16), dim=-1)
+    out = model.group(nodes, torch.randn(2, 9, 16), torch.ones(2, 9, dtype=torch.bool))
+    assert torch.allclose(seen[0], F.normalize(out.assignments[0] @ nodes, dim=-1), atol=1e-6)
+
+
+def test_assignments_are_not_uniform_at_initialisation():
+    """kappa cos(centroid, centred node) logits: a fresh model already separates nodes (the
+    original's c.m / sqrt(D) started near uniform and stayed there in our first demo run)."""
+    model = tiny_model()
+    nodes = F.normalize(torch.randn(1, 40, 16) * 0.2 + torch.randn(16), dim=-1)  # a narrow cone
+    out = model.group(nodes, torch.randn(1, 40, 16), torch.ones(1, 40, dtype=torch.bool))
+    assert out.assignments[0].max(1).values.mean() > 2.0 / out.assignments[0].shape[1]
+    assert len(torch.unique(out.node_groups[0])) >= 3
