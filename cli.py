@@ -209,6 +209,24 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"report: {json_path} {md_path}")
 
 
+def cmd_eval_retrieval(args: argparse.Namespace) -> None:
+    from hsg_core.images import load_image
+    from index.retrieval_report import run_retrieval
+
+    def load():
+        from hsg_core.predictor import load_predictor
+
+        predictor = load_predictor(args.checkpoint, args.device)
+        return make_extractor(predictor), predictor.checkpoint_hash
+
+    _, json_path, md_path = run_retrieval(
+        Path(args.data), Path(args.out), load, load_image, copies=args.copies, seed=args.seed,
+        index_dir=args.index and Path(args.index), batch_size=args.batch_size, checkpoint=str(args.checkpoint),
+        hardware=_machine_info())
+    print(md_path.read_text(encoding="utf-8"))
+    print(f"report: {json_path} {md_path}")
+
+
 def _eval_parsers(sub) -> None:
     p = sub.add_parser("eval", help="score the hierarchy: covering, NFCovering, kNN label transfer, Hungarian")
     esub = p.add_subparsers(dest="eval_cmd", required=True)
@@ -232,6 +250,16 @@ def _eval_parsers(sub) -> None:
         q.add_argument("--limit", type=int, default=None, help="first N test images")
         _add_device(q)
         q.set_defaults(func=cmd_eval)
+    q = esub.add_parser("retrieval", help="recall@1/@10 per level of regions searched in augmented copies")
+    q.add_argument("--data", required=True, help="image folder (recursive); images not copied are distractors")
+    q.add_argument("--checkpoint", required=True)
+    q.add_argument("--out", required=True, help="report folder (retrieval.json, retrieval.md, work/, index/)")
+    q.add_argument("--copies", type=int, default=20, help="originals given a flipped/scaled/cropped/jittered copy")
+    q.add_argument("--seed", type=int, default=0, help="chooses the originals and their transforms")
+    q.add_argument("--index", default=None, help="index folder over OUT/work (default OUT/index; reused if present)")
+    q.add_argument("--batch-size", type=int, default=8)
+    _add_device(q)
+    q.set_defaults(func=cmd_eval_retrieval)
 
 
 def build_parser() -> argparse.ArgumentParser:
