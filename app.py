@@ -8,11 +8,14 @@ Per-user state lives in `gr.State` (a `Session`); model calls are queued one at 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,10 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "checkpoint" / "hsg_demo.pt"
 DEFAULT_IMAGES = ASSETS / "demo_images"
 MAX_SIDE = 1024  # uploads are downscaled to this longer side before the model sees them
+MAX_UPLOAD = "25mb"  # gradio refuses larger uploads
+MAX_SESSIONS = 64  # sessions whose state (image + hierarchy, up to ~20 MB) is kept; least recent dropped
+SESSION_TTL_S = 3600  # a session's state is dropped this long after its last change
+CACHE_TTL_S = 3600  # uploaded files in gradio's cache and export zips are deleted after this long
 
 
 @dataclass
@@ -47,6 +54,19 @@ class Session:
 
 
 # ----------------------------------------------------------------------------- handlers
+def user_errors(handler):
+    """Show bad input (a ValueError/OSError naming the file or value) as its one-line message in the UI."""
+
+    @functools.wraps(handler)
+    def wrapped(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except (ValueError, OSError) as err:
+            raise gr.Error(" ".join(str(err).split()) or type(err).__name__) from err
+
+    return wrapped
+
+
 def render(session: Session, level: int, opacity: float = 0.45, boundaries_only: bool = False) -> np.ndarray | None:
     """The image with the regions of `level` overlaid (and the selected region highlighted)."""
     if session.prediction is None:
@@ -135,6 +155,11 @@ def click(index, session: Session, x: int, y: int, level: int, *, k: int = 8,
 def select_region(index, session: Session, level: int, region: int, *, k: int = 8, every_level: bool = False,
                   one_per_image: bool = True):
     """Select a region by (level, id) — from a click or from the hierarchy list — and query the index."""
+    if not 0 <= level < session.prediction.num_levels:
+        raise ValueError(f"no level {level}: the hierarchy has levels 0..{session.prediction.num_levels - 1}")
+    count = session.prediction.levels[level].num_regions
+    if not 0 <= region < count:
+        raise ValueError(f"level {level} has regions 0..{count - 1}, not {region}")
     session.selected = (level, region)
     ys, xs = np.nonzero(session.prediction.levels[level].label_map == region)
     hits = query_hits(index, session, level, region, k=int(k), every_level=every_level, one_per_image=one_per_image)
@@ -218,7 +243,12 @@ def export_zip(session: Session) -> str | None:
     """Label PNG per level (uint16) + hierarchy JSON, zipped in a fresh temp folder."""
     if session.prediction is None:
         return None
-    folder = Path(tempfile.mkdtemp(prefix="hsg-export-"))
+    exports = Path(tempfile.gettempdir()) / "hsg-exports"
+    exports.mkdir(exist_ok=True)
+    for old in exports.iterdir():  # bounded disk use: earlier downloads were served long ago
+        if old.stat().st_mtime < time.time() - CACHE_TTL_S:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix="export-", dir=exports))
     path = folder / "hierarchy.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for lv, level in enumerate(session.prediction.levels):
@@ -258,15 +288,22 @@ def make_extractor(predictor, max_side: int = MAX_SIDE):
     return extract
 
 
-def ensure_index(predictor, data_root: Path, index_dir: Path, progress=None):
-    """Open the index at `index_dir` when it matches the checkpoint; else build it (resumable)."""
+def ensure_index(predictor, data_root: Path, index_dir: Path, progress=None, *, managed: bool = False):
+    """Open the index at `index_dir` when it matches the checkpoint; else build it (resumable).
+
+    A damaged or mismatched index is rebuilt only when the app `managed` it (the cache folder named
+    after the checkpoint); one the user gave is refused with its error and left untouched.
+    """
     from index import IndexFormatError, SegmentIndex, build_index
 
     if (index_dir / "manifest.json").exists():
         try:
             return SegmentIndex.open(index_dir, checkpoint_hash=predictor.checkpoint_hash)
         except IndexFormatError as err:
+            if not managed:
+                raise
             print(f"hsg: rebuilding the index ({err})", file=sys.stderr)
+            shutil.rmtree(index_dir)
     build_index(data_root, index_dir, make_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash,
                 batch_size=4, progress=progress)
     return SegmentIndex.open(index_dir, checkpoint_hash=predictor.checkpoint_hash)
@@ -301,6 +338,30 @@ def run_index_job(app: "Explorer", folder_text: str, mode: str, job: IndexJob, p
 
 
 # ----------------------------------------------------------------------------- layout
+def atomic_gradio_cache_writes() -> None:
+    """Make gradio write output images to its cache through a temp file and a rename.
+
+    gradio names each output image after its content hash and writes it with a plain `write_bytes`:
+    when two sessions produce the same image at once (the same example, the same hit crops), one
+    truncates the file while it is being sent to the other, whose download then fails mid-body
+    (found by tests/test_concurrency.py). A rename never exposes a partial file.
+    """
+    from gradio import processing_utils as utils
+
+    def save_pil_to_cache(img, cache_dir, name: str = "image", format: str = "webp") -> str:
+        data = utils.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / utils.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+        return str(path)
+
+    utils.save_pil_to_cache = save_pil_to_cache
+
+
 @dataclass
 class Explorer:
     """What every session shares (read-only for handlers, except the index swap after a build)."""
@@ -312,6 +373,7 @@ class Explorer:
     index_root: Path
 
 
+@user_errors
 def _on_image(app: Explorer, image, level, opacity, boundaries_only):
     if image is None:
         return Session(), None, gr.update(maximum=1, value=0), [], [], go.Figure(), go.Figure()
@@ -322,13 +384,17 @@ def _on_image(app: Explorer, image, level, opacity, boundaries_only):
             [], [], hierarchy_figure(session), go.Figure())
 
 
+@user_errors
 def _on_click(app: Explorer, session: Session, x, y, level, opacity, boundaries_only, k, mode, one_per_image):
+    if x is None or y is None:
+        raise ValueError("click: x and y must be pixel coordinates")
     session, rows, items = click(app.index, session, int(x), int(y), int(level), k=int(k),
                                  every_level=mode == "every level", one_per_image=bool(one_per_image))
     return (session, render(session, level, opacity, boundaries_only), rows, items,
             embedding_figure(app.index, session))
 
 
+@user_errors
 def open_path(app: Explorer, path: Path, level, opacity, boundaries_only):
     """Open an image file in the explorer; an image of the index is excluded from its own hits."""
     source = ""
@@ -349,8 +415,9 @@ def _on_hit(app: Explorer, session: Session, evt: gr.SelectData, level, opacity,
 
 def build_demo(app: Explorer) -> gr.Blocks:
     """The Blocks layout; every event calls one of the handlers above."""
-    with gr.Blocks(title="HSG Explorer") as demo:
-        session = gr.State(Session())
+    atomic_gradio_cache_writes()
+    with gr.Blocks(title="HSG Explorer", delete_cache=(CACHE_TTL_S, CACHE_TTL_S)) as demo:
+        session = gr.State(Session(), time_to_live=SESSION_TTL_S)
         job = gr.State(IndexJob())
         gr.Markdown("# HSG Explorer\nUnsupervised hierarchical segmentation (HSG, CVPR 2022): slide from fine "
                     "segments to whole regions, click a region to find similar ones in the index.")
@@ -407,6 +474,8 @@ def build_demo(app: Explorer) -> gr.Blocks:
             return _on_click(app, s, evt.index[0], evt.index[1], *rest)
 
         view.select(on_select, [session, *click_inputs], click_outputs, api_name=False)
+
+        @user_errors
         def on_pick(s, choice, level_now, *rest):
             if not choice or s.prediction is None:
                 return s, render(s, level_now, *rest[:2]) if s.prediction else None, [], [], go.Figure(), level_now
@@ -421,6 +490,7 @@ def build_demo(app: Explorer) -> gr.Blocks:
                     [session], pick, api_name=False)
         click_btn.click(lambda s, x, y, *rest: _on_click(app, s, x, y, *rest),
                         [session, click_x, click_y, *click_inputs], click_outputs, api_name="click_xy")
+
         def on_example(evt: gr.SelectData, *rest):
             return open_path(app, app.examples[evt.index], *rest)
 
@@ -431,9 +501,9 @@ def build_demo(app: Explorer) -> gr.Blocks:
 
         gallery.select(on_hit, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False)
         export_btn.click(export_zip, [session], export_file, api_name="export")
-        build_btn.click(lambda f, j: run_index_job(app, f, "build", j), [folder, job], [info, job],
+        build_btn.click(user_errors(lambda f, j: run_index_job(app, f, "build", j)), [folder, job], [info, job],
                         concurrency_limit=1, api_name="build_index")
-        update_btn.click(lambda f, j: run_index_job(app, f, "update", j), [folder, job], [info, job],
+        update_btn.click(user_errors(lambda f, j: run_index_job(app, f, "update", j)), [folder, job], [info, job],
                          concurrency_limit=1, api_name="update_index")
         cancel_btn.click(lambda j: (j.stop.set(), j)[1], [job], [job], queue=False, api_name=False)
     return demo
@@ -450,35 +520,55 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="public gradio link (off by default)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS, help="sessions whose state is kept in memory")
     return p.parse_args(argv)
 
 
 def load_app(args: argparse.Namespace) -> Explorer:
-    """Predictor, index (built when missing, with a console progress bar) and examples."""
-    from hsg_core.checkpoint import CheckpointError
-    from hsg_core.predictor import load_predictor
-    from hsg_core.weights import WeightsMissingError, cache_dir
+    """Predictor, index (built when missing, with a console progress bar) and examples.
+
+    Bad input (checkpoint, index, data folder) ends the program with one line naming the file."""
+    from hsg_core.weights import WeightsMissingError
+    from index import IndexFormatError
 
     try:
-        predictor = load_predictor(args.checkpoint, args.device)
-    except (CheckpointError, WeightsMissingError) as err:
-        raise SystemExit(f"hsg: error: {err}") from None
+        return _load_app(args)
+    except (WeightsMissingError, IndexFormatError, ValueError, OSError) as err:
+        raise SystemExit(f"hsg: error: {' '.join(str(err).split())}") from None
+
+
+def _load_app(args: argparse.Namespace) -> Explorer:
+    from hsg_core.predictor import load_predictor
+    from hsg_core.weights import cache_dir
+
+    predictor = load_predictor(args.checkpoint, args.device)
     data = Path(args.data).resolve()
     index_root = cache_dir() / "indexes"
     index_dir = Path(args.index) if args.index else index_root / f"{data.name}-{predictor.checkpoint_hash[:12]}"
-    index = ensure_index(predictor, data, index_dir)
+    index = ensure_index(predictor, data, index_dir, managed=args.index is None)
     from hsg_core.images import list_images
 
     return Explorer(predictor, index, list_images(data)[:24], [data, *map(Path, args.data_root)], index_root)
 
 
+def launch_options(args: argparse.Namespace, app: Explorer) -> dict:
+    """Safe defaults (SECURITY.md): loopback unless --host, no share link unless --share, bounded
+    uploads and session memory, files served only from the data roots."""
+    return {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": MAX_UPLOAD,
+            "allowed_paths": [str(p) for p in app.data_roots], "state_session_capacity": args.max_sessions,
+            "show_error": False}
+
+
+def launch(app: Explorer, args: argparse.Namespace, **extra) -> gr.Blocks:
+    """Build the UI and serve it with `launch_options` (extra: other gradio launch arguments)."""
+    demo = build_demo(app)
+    demo.queue(default_concurrency_limit=4).launch(**launch_options(args, app), **extra)
+    return demo
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    app = load_app(args)
-    demo = build_demo(app)
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name=args.host, server_port=args.port, share=args.share, max_file_size="25mb",
-        allowed_paths=[str(p) for p in app.data_roots])
+    launch(load_app(args), args)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,17 @@ def cmd_weights_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from hsg_core.config import load_config
+    from hsg_core.config import ConfigError, load_config
     from hsg_core.predictor import pick_device
     from hsg_core.train import train
 
     overrides = list(args.set) + ([f"model.backbone_init={args.init_weights}"] if args.init_weights else [])
-    cfg = load_config(args.config, overrides)
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        if str(args.config) in str(err):
+            raise
+        raise ConfigError(f"config {args.config}: {err}") from err
     data = args.data or cfg.data.root
     if not data:
         raise ValueError("no training images: give --data DIR (or data.root in the config)")
@@ -73,15 +78,24 @@ def cmd_segment(args: argparse.Namespace) -> None:
     from hsg_core.images import load_image
     from hsg_core.predictor import load_predictor
 
+    stems: dict[str, str] = {}
+    for path in args.images:  # outputs are named by stem: refuse inputs that would overwrite each other's
+        other = stems.setdefault(Path(path).stem, path)
+        if other != path:
+            raise ValueError(f"{path}: its outputs would overwrite those of {other} (same name); segment "
+                             "them in separate calls")
     predictor = load_predictor(args.checkpoint, args.device)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for path in args.images:
         image = load_image(path)
-        prediction = predictor.predict(image)
+        try:
+            prediction = predictor.predict(image)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
+        out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         write_segmentation(prediction, image, Path(path).stem, out)
         counts = [lv.num_regions for lv in prediction.levels]
-        print(f"{path}: regions per level {counts}")
+        print(printable(f"{path}: regions per level {counts}"))
 
 
 def make_extractor(predictor, max_side: int = 0):
@@ -320,8 +334,9 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from hsg_core.images import ImageReadError
     from hsg_core.weights import WeightsMissingError
 
+    # OSError: a file the user named cannot be read or written (its message names the file)
     errors: list[type[BaseException]] = [CheckpointError, ConfigError, ImageReadError, WeightsMissingError,
-                                         FileNotFoundError, ValueError]
+                                         OSError, ValueError]
     try:
         import index
 
@@ -329,6 +344,20 @@ def known_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(errors)
+
+
+def printable(text: str) -> str:
+    """`text` on one line, undecodable file-name bytes shown as U+FFFD (prints under any locale)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return "; ".join(lines).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _close_progress_bars() -> None:
+    """End the line of any progress bar an error interrupted, so the error gets a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         print("hsg: interrupted", file=sys.stderr)
         return 130
     except known_errors() as err:
-        print(f"hsg: error: {err}", file=sys.stderr)
+        _close_progress_bars()
+        print(printable(f"hsg: error: {err}"), file=sys.stderr)
         return 2
     return 0
 

@@ -7,11 +7,12 @@ Layout of a checkpoint (a torch.save'd dict of tensors and plain Python values):
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import pickle
 import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,14 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`."""
+    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
+
+    Temp files of `path` left by a process killed mid-write are removed first (one writer per path).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(glob.escape(path.name) + ".*.part"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -40,6 +46,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    folder = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return path
 
 
@@ -57,12 +68,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle draws torch warnings; the error below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain "
-                              f"values (weights_only loading) — {str(err).splitlines()[0]}") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(f"{path}: truncated or not a torch checkpoint ({err})") from err
+        refused = [line.strip() for line in str(err).splitlines() if "Unsupported" in line][:1]
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain values "
+                              f"(weights_only loading){''.join(': ' + r for r in refused)}") from err
+    except Exception as err:  # noqa: BLE001 - garbage makes the unpickler raise KeyError, IndexError, ...
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: truncated or not a torch checkpoint ({type(err).__name__}: {detail})") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an HSG checkpoint (expected format {FORMAT!r})")
     for key in ("config", "model", "step"):
@@ -100,6 +115,14 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], pat
     if strict and (missing or result.unexpected_keys):
         raise CheckpointError(f"{path}: weights do not fit the model of its config; missing "
                               f"{missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse weights holding NaN or inf (a diverged run): they would only produce NaN regions."""
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf ({', '.join(bad[:3])}); "
+                              "the run diverged: use an earlier checkpoint")
 
 
 def export_inference_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

@@ -117,7 +117,8 @@ class MultiviewFolder(Dataset):
             except ImageReadError as err:
                 self.bad.add(i)
                 LOG.warning("skipping unreadable image: %s", err)
-        raise RuntimeError(f"{self.root}: none of the {len(self.paths)} images could be read")
+        raise ImageReadError(f"{self.root}: none of the {len(self.paths)} images could be read "
+                             f"(e.g. {self.paths[index % len(self.paths)].name})")
 
     def index_at(self, position: int) -> int:
         """Image index of global sample `position`: epoch e = position // n visits a seeded permutation."""

@@ -7,8 +7,10 @@ exceeds `max_side` are downscaled (area filter) so the longer side equals `max_s
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -39,6 +41,10 @@ def _to_rgb8(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
 def downscale_to(image: np.ndarray, max_side: int) -> np.ndarray:
     """[H, W, 3] uint8 -> same, longer side <= max_side (area-averaging), aspect kept."""
     h, w = image.shape[:2]
@@ -53,11 +59,17 @@ def load_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
     """Read `path` as [H, W, 3] uint8 RGB (rules in the module docstring).
 
     Raises:
-        ImageReadError: missing, empty, truncated, not an image, or too large; message names the file.
+        ImageReadError: missing, empty, not a regular file, truncated, not an image, or too large;
+            the one-line message names the file.
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageReadError(f"{path}: is a folder, not an image")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageReadError(f"{path}: not a regular file (a pipe, socket or device)")
+        if info.st_size == 0:
             raise ImageReadError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -70,8 +82,6 @@ def load_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
         raise
     except FileNotFoundError as err:
         raise ImageReadError(f"{path}: no such file") from err
-    except IsADirectoryError as err:
-        raise ImageReadError(f"{path}: is a folder, not an image") from err
     except PermissionError as err:
         raise ImageReadError(f"{path}: not readable (permission denied)") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -79,8 +89,12 @@ def load_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
                              "downscale it first") from err
     except UnidentifiedImageError as err:
         raise ImageReadError(f"{path}: not an image file (unrecognised format)") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({err})") from err
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ImageReadError(f"{path}: symbolic link loop") from err
+        raise ImageReadError(f"{path}: corrupt or truncated image ({_first_line(err)})") from err
+    except (SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{path}: corrupt or truncated image ({_first_line(err)})") from err
     if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
         raise ImageReadError(f"{path}: decoded to an unusable shape {rgb.shape}")
     return downscale_to(np.ascontiguousarray(rgb), max_side)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import checkpoint_config, file_hash, load_model_state, read_checkpoint
+from .checkpoint import check_finite, checkpoint_config, file_hash, load_model_state, read_checkpoint
 from .hierarchy import build_prediction, segment_chains
 from .images import check_rgb, downscale_to, load_image
 from .model import HSG
@@ -38,11 +38,12 @@ def pick_device(name: str = "auto") -> torch.device:
 
 class HSGPredictor:
     def __init__(self, model: HSG, *, work_side: int | None = None, checkpoint_hash: str = "",
-                 overseg_cache: OversegCache | None = None) -> None:
+                 checkpoint_path: str = "", overseg_cache: OversegCache | None = None) -> None:
         self.model = model.eval()
         self.config = model.config
         self.work_side = work_side or self.config.data.max_side or 448
         self.checkpoint_hash = checkpoint_hash
+        self.checkpoint_path = checkpoint_path  # named in errors
         if self.config.model.backbone.startswith("resnet"):
             self.model.backbone.set_output_stride(self.config.model.infer_output_stride)
         self.cache = overseg_cache if overseg_cache is not None else (
@@ -82,8 +83,9 @@ class HSGPredictor:
         x = torch.tensor(work, device=self.device).permute(2, 0, 1)[None].float() / 255.0
         emb = self.model.embed(self.model.normalize(x))
         if not torch.isfinite(emb).all():
-            raise ValueError(f"the model produced non-finite embeddings (checkpoint {self.checkpoint_hash[:12]} "
-                             "has NaN/inf weights or diverged)")
+            source = self.checkpoint_path or f"checkpoint {self.checkpoint_hash[:12]}"
+            raise ValueError(f"{source}: the model produced non-finite embeddings (NaN/inf weights, or "
+                             "weights so large they overflow)")
         emb = F.interpolate(emb, size=work.shape[:2], mode="bilinear", align_corners=False)
         return F.normalize(emb[0].flatten(1).t().float(), dim=1)
 
@@ -122,7 +124,9 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device = "auto", 
     """Build the model from the config stored in `checkpoint`, load its weights, move to `device`."""
     data = read_checkpoint(checkpoint)
     config = checkpoint_config(data, checkpoint)
+    check_finite(data["model"], checkpoint)
     model = HSG(config)
     load_model_state(model, data["model"], checkpoint, config)
     device = pick_device(device) if isinstance(device, str) else device
-    return HSGPredictor(model.to(device), checkpoint_hash=file_hash(checkpoint), **kwargs)
+    return HSGPredictor(model.to(device), checkpoint_hash=file_hash(checkpoint), checkpoint_path=str(checkpoint),
+                        **kwargs)

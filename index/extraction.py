@@ -35,6 +35,9 @@ class _ShardBuilder:
     def add_batch(self, data_root: Path, batch: list[tuple[str, int]], results: list[Any]) -> None:
         """Records one extracted batch: hashes each file, converts predictions, notes failures."""
         for (rel, slot), result in zip(batch, results):
+            if not _is_utf8(rel):  # Parquet strings are UTF-8: such a name cannot be stored
+                self.add_failure(rel, "", "file name is not valid UTF-8; rename the file")
+                continue
             try:
                 digest = file_digest(data_root / rel)
             except OSError as err:
@@ -123,6 +126,15 @@ def run_shards(
     finally:
         report(None)
     return True, done, total
+
+
+def _is_utf8(name: str) -> bool:
+    """False for names holding undecodable bytes (os.fsdecode's surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _wait(*tasks: Future | None) -> None:

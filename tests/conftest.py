@@ -56,6 +56,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def make_shapes_image(rng, height: int = 64, width: int = 80):
     """A synthetic photo-like image: a smooth background and a few coloured shapes, plus noise."""
     import numpy as np
@@ -90,3 +99,92 @@ def image_folder(tmp_path):
         target = root / ("sub" if i == 5 else "") / f"img{i}.png"
         Image.fromarray(make_shapes_image(rng, h, w)).save(target)
     return root
+
+
+def write_shapes_images(folder: Path, sizes: list[tuple[int, int]], name: str = "{}.png") -> Path:
+    """`folder` with one generated image per (height, width), named name.format(i) (seed 0)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, (height, width) in enumerate(sizes):
+        Image.fromarray(make_shapes_image(rng, height, width)).save(folder / name.format(i))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """(checkpoint of `hsg train --config tiny` for 2 steps, its folder of 3 generated 48x64 images)."""
+    import cli
+
+    root = tmp_path_factory.mktemp("tiny")
+    images = write_shapes_images(root / "images", [(48, 64)] * 3)
+    run = root / "run"
+    assert cli.main(["train", "--config", "tiny", "--data", str(images), "--out", str(run),
+                     "--set", "train.iterations=2", "--device", "cpu"]) == 0
+    return run / "checkpoint.pt", images
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory):
+    """The app over a fake predictor (tests.fakes.GridPredictor) and an index of 5 generated images."""
+    import app
+    from tests.fakes import GridPredictor
+
+    root = tmp_path_factory.mktemp("app")
+    data = write_shapes_images(root / "data", [(60 + 8 * i, 96) for i in range(5)], "img{}.png")
+    predictor = GridPredictor()
+    index = app.ensure_index(predictor, data, root / "index")
+    return app.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height but which holds almost no data (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def tree_digest(folder) -> dict:
+    """{relative path: sha256} of every file under `folder`: equal before and after = nothing written."""
+    import hashlib
+
+    folder = Path(folder)
+    if not folder.exists():
+        return {}
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> str:
+    """`hsg` exited 2 with exactly one error line (progress bars aside) containing every needle."""
+    import re
+
+    lines = [line for line in err.splitlines() if line.strip() and not re.search(r"\d+%\|", line)]
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("hsg: error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def run_hsg(capsys):
+    """Callable: run_hsg(*argv) -> (exit code, stdout, stderr) of the `hsg` console script, in-process."""
+    import cli
+
+    def run(*argv):
+        capsys.readouterr()
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

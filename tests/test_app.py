@@ -1,27 +1,11 @@
 import json
-import socket
 import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import app
-from tests.conftest import make_shapes_image
-from tests.fakes import GridPredictor
-
-
-@pytest.fixture(scope="module")
-def explorer(tmp_path_factory):
-    root = tmp_path_factory.mktemp("app")
-    data = root / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        Image.fromarray(make_shapes_image(rng, 60 + 8 * i, 96)).save(data / f"img{i}.png")
-    predictor = GridPredictor()
-    index = app.ensure_index(predictor, data, root / "index")
-    return app.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
+from tests.conftest import free_port
 
 
 def wide_session(explorer):
@@ -94,18 +78,10 @@ def test_folder_outside_roots_is_refused(explorer, tmp_path):
     (root / "escape").unlink()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(explorer):
-    demo = app.build_demo(explorer)
     port = free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                        allowed_paths=[str(p) for p in explorer.data_roots])
+    demo = app.launch(explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

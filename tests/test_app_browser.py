@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app import explorer, server  # noqa: F401  (fixtures)
+from tests.test_app import server  # noqa: F401  (fixture; `explorer` comes from conftest)
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -7,22 +7,6 @@ from PIL import Image
 import cli
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from tests.conftest import make_shapes_image
-
-    root = tmp_path_factory.mktemp("cli")
-    images = root / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(make_shapes_image(rng, 48, 64)).save(images / f"{i}.png")
-    run = root / "run"
-    assert cli.main(["train", "--config", "tiny", "--data", str(images), "--out", str(run),
-                     "--set", "train.iterations=2", "--device", "cpu"]) == 0
-    return run / "checkpoint.pt", images
-
-
 def test_segment_writes_pngs_and_json(tiny_checkpoint, tmp_path):
     ckpt, images = tiny_checkpoint
     out = tmp_path / "seg"

@@ -56,5 +56,9 @@ def test_load_predictor_round_trip_and_nan_weights(tmp_path):
     state["head.project.weight"].fill_(float("nan"))
     bad = tmp_path / "nan.pt"
     atomic_torch_save({"format": FORMAT, "config": cfg.to_dict(), "model": state, "step": 0}, bad)
-    with pytest.raises(ValueError, match="non-finite embeddings"):
+    with pytest.raises(ValueError, match="nan.pt: 1 weight tensor.* hold NaN or inf"):
+        load_predictor(bad, "cpu")
+    state["head.project.weight"].fill_(3e38)  # finite, but the embeddings overflow
+    atomic_torch_save({"format": FORMAT, "config": cfg.to_dict(), "model": state, "step": 0}, bad)
+    with pytest.raises(ValueError, match="nan.pt: the model produced non-finite embeddings"):
         load_predictor(bad, "cpu").predict(np.zeros((20, 30, 3), np.uint8))
