@@ -28,9 +28,10 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from hsg_core.atomic import atomic_write  # noqa: E402
 from hsg_core.images import check_rgb, load_image  # noqa: E402
 from hsg_core.types import Prediction  # noqa: E402
-from hsg_core.viz import boundaries, highlight, outlined_crop, overlay_regions, palette  # noqa: E402
+from hsg_core.viz import highlight, outlined_crop, overlay_regions, palette  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "checkpoint" / "hsg_demo.pt"
@@ -353,10 +354,7 @@ def atomic_gradio_cache_writes() -> None:
         folder = Path(cache_dir) / utils.hash_bytes(data)
         folder.mkdir(exist_ok=True, parents=True)
         path = (folder / f"{name}.{format}").resolve()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: fh.write(data))
         return str(path)
 
     utils.save_pil_to_cache = save_pil_to_cache

@@ -7,17 +7,16 @@ Layout of a checkpoint (a torch.save'd dict of tensors and plain Python values):
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write, remove_stale_parts
 from .config import ConfigError, HSGConfig
 
 FORMAT = "hsg-checkpoint/1"
@@ -28,30 +27,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temp file in the same folder, fsync, then rename over `path`.
-
-    Temp files of `path` left by a process killed mid-write are removed first (one writer per path).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(glob.escape(path.name) + ".*.part"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)  # make the rename itself durable
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return path
+    """torch.save through `atomic_write`; temp files left by a killed save are removed first."""
+    remove_stale_parts(path)
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def file_hash(path: str | os.PathLike) -> str:

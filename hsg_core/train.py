@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from .atomic import atomic_write_text
 from .checkpoint import FORMAT, atomic_torch_save, checkpoint_config, load_model_state, model_state, read_checkpoint
 from .config import HSGConfig
 from .data import MultiviewFolder, collate_views, to_batch
@@ -81,6 +81,32 @@ class RunLog:
             return
         with open(self.out_dir / "log.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
+        self.write_csv(row)
+
+    def rewind(self, step: int) -> None:
+        """Keep only the complete rows of steps <= `step` (the run continues from there).
+
+        A resumed run logs the steps after its checkpoint again, and a process killed mid-append
+        leaves a partial last line; both files are rewritten atomically from log.jsonl.
+        """
+        path = self.out_dir / "log.jsonl"
+        if not self.enabled or not path.exists():
+            return
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the partial line of a killed write
+            if isinstance(row, dict) and row.get("step", step + 1) <= step:
+                rows.append(row)
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+        (self.out_dir / "log.csv").unlink(missing_ok=True)
+        self.fields = None
+        for row in rows:
+            self.write_csv(row)
+
+    def write_csv(self, row: dict) -> None:
         new = not (self.out_dir / "log.csv").exists()
         self.fields = self.fields or list(row)
         with open(self.out_dir / "log.csv", "a", newline="") as fh:
@@ -107,8 +133,7 @@ def restore(path: Path, model, optimizer, cfg: HSGConfig) -> int:
     return int(data["step"])
 
 
-def _loader(cfg: HSGConfig, data_root: Path, info: DistInfo, start: int) -> DataLoader:
-    dataset = MultiviewFolder(data_root, cfg.data, cfg.overseg, seed=cfg.train.seed)
+def _loader(cfg: HSGConfig, dataset: MultiviewFolder, info: DistInfo, start: int) -> DataLoader:
     sampler = PositionSampler(cfg.train.batch_size, info, start, cfg.train.iterations)
     # its own generator: drawing the worker seed from the global RNG would shift dropout after a resume
     generator = torch.Generator().manual_seed(cfg.train.seed)
@@ -137,8 +162,9 @@ def train(cfg: HSGConfig, data_root: str | Path, out_dir: str | Path, *, device:
     """
     out_dir = Path(out_dir)
     info = init_from_env(device.type)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(cfg.to_yaml()) if info.is_main else None
+    dataset = MultiviewFolder(data_root, cfg.data, cfg.overseg, seed=cfg.train.seed)  # a bad folder fails here
+    if info.is_main:
+        atomic_write_text(out_dir / "config.yaml", cfg.to_yaml())
     torch.manual_seed(cfg.train.seed + info.rank)
     model = build_model(cfg, device, info)
     optimizer = build_optimizer(model, cfg.train)
@@ -148,9 +174,10 @@ def train(cfg: HSGConfig, data_root: str | Path, out_dir: str | Path, *, device:
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     log = RunLog(out_dir, info.is_main)
+    log.rewind(start)
     end = cfg.train.iterations if max_steps is None else min(cfg.train.iterations, start + max_steps)
     model.train()
-    loader = _loader(cfg, Path(data_root), info, start)
+    loader = _loader(cfg, dataset, info, start)
     bar = tqdm(total=end - start, initial=0, disable=not info.is_main, desc="train", unit="step")
     core = unwrap(model)
     step, tick = start, time.perf_counter()

