@@ -6,6 +6,7 @@ Devices are chosen here, once (`--device auto` = CUDA when present).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -51,27 +52,24 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def save_png(array, path: Path) -> None:
     """Write a PNG atomically (uint8 RGB or uint16 labels)."""
-    import tempfile
-
     from PIL import Image
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".png")
-    os.close(fd)
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    from hsg_core.atomic import atomic_write
+
+    atomic_write(path, lambda fh: Image.fromarray(array).save(fh, format="PNG"))
 
 
 def write_segmentation(prediction, image, stem: str, out: Path) -> None:
     """Per level a colour overlay PNG and a uint16 label PNG; the hierarchy as JSON."""
     import numpy as np
 
+    from hsg_core.atomic import atomic_write_text
     from hsg_core.viz import overlay_regions
 
     for lv, level in enumerate(prediction.levels):
         save_png(overlay_regions(image, level.label_map), out / f"{stem}_level{lv}_color.png")
         save_png(level.label_map.astype(np.uint16), out / f"{stem}_level{lv}_labels.png")
-    (out / f"{stem}_hierarchy.json.part").write_text(prediction.to_json())
-    os.replace(out / f"{stem}_hierarchy.json.part", out / f"{stem}_hierarchy.json")
+    atomic_write_text(out / f"{stem}_hierarchy.json", prediction.to_json())
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
@@ -203,18 +201,36 @@ def _machine_info() -> dict:
     return module.machine_info()
 
 
+def load_predictor_cli(path: str, device: str):
+    from hsg_core.predictor import load_predictor
+
+    return load_predictor(path, device)
+
+
+def parse_named_paths(items: list[str]) -> list[tuple[str, str]]:
+    """["name=path", ...] -> [(name, path)]; every file must exist (checked before any model loads)."""
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--compare {item!r}: expected NAME=CHECKPOINT")
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: no such checkpoint file (--compare {name})")
+        out.append((name, path))
+    return out
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from hsg_core.evaluation import runner
 
-    def load():
-        from hsg_core.predictor import load_predictor
-
-        return load_predictor(args.checkpoint, args.device)
-
+    load = functools.partial(load_predictor_cli, args.checkpoint, args.device)
     common = dict(limit=args.limit, baselines=args.baselines, checkpoint=str(args.checkpoint),
                   hardware=_machine_info())
     if args.eval_cmd == "bsds":
-        _, json_path, md_path = runner.run_bsds(load, args.bsds, args.out, split=args.split, **common)
+        compare = {name: functools.partial(load_predictor_cli, path, args.device)
+                   for name, path in parse_named_paths(args.compare)}
+        _, json_path, md_path = runner.run_bsds(load, args.bsds, args.out, split=args.split, compare=compare,
+                                                **common)
     else:
         _, json_path, md_path = runner.run_labelled(
             load, args.data, args.memory, args.out, split=args.split, memory_split=args.memory_split,
@@ -249,6 +265,8 @@ def _eval_parsers(sub) -> None:
     q.add_argument("--split", default="val")
     q.add_argument("--baselines", default="all",
                    help="all | none | comma list of kmeans,slic,felzenszwalb,gradient_ucm,gpb_ucm")
+    q.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",
+                   help="another checkpoint scored on the same images as method hsg:NAME (repeatable)")
     q = esub.add_parser("labelled", help="kNN label transfer + Hungarian mIoU and covering on class masks")
     q.add_argument("--data", required=True, help="test set: VOC-style folder or images/ + masks/ folder")
     q.add_argument("--split", default=None, help="VOC list ImageSets/Segmentation/SPLIT.txt (default: all masks)")

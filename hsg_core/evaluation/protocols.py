@@ -112,6 +112,19 @@ class HierarchyEvaluation:
         return {name: scores.summary() for name, scores in self.scores.items()}
 
 
+class MethodScores:
+    """Consumer that scores another predictor's levels as one more method (no baselines)."""
+
+    def __init__(self, evaluation: HierarchyEvaluation, name: str) -> None:
+        self.evaluation, self.name = evaluation, name
+        evaluation.scores[name] = LevelScores()
+
+    def add(self, sample: Sample, prediction: Prediction) -> None:
+        maps = [level.label_map for level in prediction.levels]
+        self.evaluation.scores[self.name].add(maps, sample.ground_truths, self.evaluation.void,
+                                              self.evaluation.background)
+
+
 class RegionCollector:
     """Per level, the regions of every image with their ground-truth class counts."""
 
@@ -143,12 +156,19 @@ def run_predictor(predictor: Predictor, dataset: Dataset, consumers: Sequence) -
     return seconds
 
 
-def evaluate_hierarchy(predictor: Predictor, dataset: Dataset, baselines: Sequence[str] = ()) -> dict:
-    """The hierarchy protocol: {"covering": {method: summary}, "seconds": {method: s}}."""
+def evaluate_hierarchy(predictor: Predictor, dataset: Dataset, baselines: Sequence[str] = (),
+                       others: dict[str, Predictor] | None = None) -> dict:
+    """The hierarchy protocol: {"covering": {method: summary}, "seconds": {method: s}}.
+
+    `others`: more predictors (e.g. other checkpoints), scored on the same images as methods
+    "hsg:<name>"; the baselines stay matched to `predictor`'s region counts.
+    """
     evaluation = HierarchyEvaluation(baseline_factories(list(baselines), dataset), dataset.void,
                                      dataset.background)
-    seconds = run_predictor(predictor, dataset, [evaluation])
-    return {"covering": evaluation.summary(), "seconds": {HSG: seconds, **evaluation.seconds}}
+    seconds = {HSG: run_predictor(predictor, dataset, [evaluation])}
+    for name, other in (others or {}).items():
+        seconds[f"{HSG}:{name}"] = run_predictor(other, dataset, [MethodScores(evaluation, f"{HSG}:{name}")])
+    return {"covering": evaluation.summary(), "seconds": {**seconds, **evaluation.seconds}}
 
 
 def transfer_summary(memory: list[list[RegionClasses]], test: list[list[RegionClasses]], k: int) -> list[dict]:

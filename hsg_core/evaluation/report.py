@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
+
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `text` to `path` atomically (temp file beside it, then rename)."""
+    atomic_write_text(path, text)
 
 
 def finite(value):
@@ -57,8 +50,10 @@ def covering_tables(covering: dict) -> list[str]:
         lines.append(_row(name, f"{_num(s['covering_ods'])} (L{s['ods_level']})", _num(s["covering_ois"]),
                           _num(s["nf_covering_best"]) + nfc_level))
     lines += ["", _row("level", "method", "mean regions", "covering", "NFCovering"), _row(*["---"] * 5)]
-    for lv in range(len(next(iter(covering.values()))["levels"])):
+    for lv in range(max(len(s["levels"]) for s in covering.values())):
         for name, s in covering.items():
+            if lv >= len(s["levels"]):
+                continue  # a compared checkpoint with fewer levels
             row = s["levels"][lv]
             lines.append(_row(lv, name, _num(row["mean_regions"], 1), _num(row["covering"]),
                               _num(row["nf_covering"])))

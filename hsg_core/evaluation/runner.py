@@ -37,10 +37,12 @@ def _report(title: str, dataset: dict, checkpoint: str, predictor: Predictor, ha
 
 def run_bsds(load_predictor: Callable[[], Predictor], root: str | Path, out: str | Path, *, split: str = "val",
              limit: int | None = None, baselines: str = "all", checkpoint: str = "",
-             hardware: dict | None = None) -> tuple[dict, Path, Path]:
+             hardware: dict | None = None,
+             compare: dict[str, Callable[[], Predictor]] | None = None) -> tuple[dict, Path, Path]:
     """Hierarchy protocol on BSDS500 `split`; writes `bsds_<split>.json` / `.md` into `out`.
 
     `baselines`: "all" (gpb_ucm included when the split has ucm2 maps), "none", or names.
+    `compare`: name -> loader of another predictor, scored as method "hsg:<name>".
     Returns the report and the two paths.
     """
     start = time.perf_counter()
@@ -49,8 +51,10 @@ def run_bsds(load_predictor: Callable[[], Predictor], root: str | Path, out: str
     names = parse_baselines(baselines, BASELINE_NAMES if dataset.has_ucm2() else tuple(IMAGE_BASELINES))
     baseline_factories(names, dataset)  # unknown names / missing ucm2 fail before the model loads
     predictor = load_predictor()
-    results = evaluate_hierarchy(predictor, dataset, names)
-    info = {"name": "BSDS500", "root": str(root), "split": split, "images": len(dataset), "baselines": names}
+    others = {name: load() for name, load in (compare or {}).items()}
+    results = evaluate_hierarchy(predictor, dataset, names, others)
+    info = {"name": "BSDS500", "root": str(root), "split": split, "images": len(dataset), "baselines": names,
+            "compared": {name: getattr(p, "checkpoint_hash", "") for name, p in others.items()}}
     report = _report(f"HSG evaluation: BSDS500 {split} ({len(dataset)} images)", info, checkpoint, predictor,
                      hardware, start, results)
     return (report, *write_report(report, out, f"bsds_{split}"))

@@ -39,3 +39,16 @@ def test_markdown_without_labels_has_no_semantic_section():
     report = sample_report()
     del report["results"]["label_transfer"]
     assert "Semantic labels" not in to_markdown(finite(report))
+
+
+def test_markdown_lists_methods_with_different_level_counts():
+    from hsg_core.evaluation.report import covering_tables
+
+    def summary(levels):
+        return {"covering_ods": 0.5, "ods_level": 0, "covering_ois": 0.6, "nf_covering_best": None,
+                "nf_covering_best_level": None,
+                "levels": [{"mean_regions": 10.0 / (lv + 1), "covering": 0.5, "nf_covering": None}
+                           for lv in range(levels)]}
+
+    lines = covering_tables({"hsg": summary(2), "hsg:deeper": summary(4)})
+    assert "| 3 | hsg:deeper | 2.5 | 0.500 | – |" in lines and not any(l.startswith("| 3 | hsg |") for l in lines)

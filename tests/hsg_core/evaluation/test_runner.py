@@ -64,3 +64,25 @@ def test_run_bsds_with_a_grid_predictor(bsds_root, tmp_path):
     assert covering["gpb_ucm"]["covering_ods"] > covering["hsg"]["covering_ods"]  # a grid is a poor hierarchy
     assert np.isclose(covering["hsg"]["levels"][3]["covering"], covering["slic"]["levels"][3]["covering"])
     assert md_path.name == "bsds_val.md"
+
+
+def test_compared_predictors_are_scored_on_the_same_images(masks_root):
+    """`--compare`: each extra predictor is one more method; the baselines stay matched to the first."""
+    from hsg_core.evaluation.datasets import masks_dataset
+    from hsg_core.evaluation.protocols import evaluate_hierarchy
+
+    dataset = masks_dataset(masks_root)
+    results = evaluate_hierarchy(GridPredictor(), dataset, ["kmeans"], others={"oracle": OraclePredictor(dataset)})
+    covering = results["covering"]
+    assert set(covering) == {"hsg", "kmeans", "hsg:oracle"} and "hsg:oracle" in results["seconds"]
+    assert covering["hsg:oracle"]["covering_ods"] == pytest.approx(1.0)
+    assert covering["hsg"]["covering_ods"] < 1.0
+    grid_counts = [lv["mean_regions"] for lv in covering["hsg"]["levels"]]
+    assert [lv["mean_regions"] for lv in covering["kmeans"]["levels"]] == pytest.approx(grid_counts, rel=0.2)
+
+
+def test_compare_needs_name_and_existing_file(tmp_path):
+    with pytest.raises(ValueError, match="expected NAME=CHECKPOINT"):
+        cli.parse_named_paths(["nameless.pt"])
+    with pytest.raises(ValueError, match="missing.pt: no such checkpoint file"):
+        cli.parse_named_paths([f"a={tmp_path / 'missing.pt'}"])
