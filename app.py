@@ -273,28 +273,13 @@ def resolve_folder(text: str, roots: list[Path]) -> Path:
 
 
 # ----------------------------------------------------------------------------- index
-def make_extractor(predictor, max_side: int = MAX_SIDE):
-    """Index-side callable: paths -> Prediction, or the exception an image raised."""
-    from hsg_core.images import ImageReadError
-
-    def extract(paths):
-        out = []
-        for path in paths:
-            try:
-                out.append(predictor.predict(load_image(path, max_side=max_side)))
-            except (ImageReadError, ValueError) as err:
-                out.append(err)
-        return out
-
-    return extract
-
-
 def ensure_index(predictor, data_root: Path, index_dir: Path, progress=None, *, managed: bool = False):
     """Open the index at `index_dir` when it matches the checkpoint; else build it (resumable).
 
     A damaged or mismatched index is rebuilt only when the app `managed` it (the cache folder named
     after the checkpoint); one the user gave is refused with its error and left untouched.
     """
+    from hsg_core.predictor import make_extractor
     from index import IndexFormatError, SegmentIndex, build_index
 
     if (index_dir / "manifest.json").exists():
@@ -305,7 +290,7 @@ def ensure_index(predictor, data_root: Path, index_dir: Path, progress=None, *, 
                 raise
             print(f"hsg: rebuilding the index ({err})", file=sys.stderr)
             shutil.rmtree(index_dir)
-    build_index(data_root, index_dir, make_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash,
+    build_index(data_root, index_dir, make_extractor(predictor, MAX_SIDE), checkpoint_hash=predictor.checkpoint_hash,
                 batch_size=4, progress=progress)
     return SegmentIndex.open(index_dir, checkpoint_hash=predictor.checkpoint_hash)
 
@@ -323,13 +308,14 @@ class IndexJob:
 
 def run_index_job(app: "Explorer", folder_text: str, mode: str, job: IndexJob, progress=gr.Progress()):
     """Build or update an index over a folder (inside the allowed roots) with a live progress bar."""
+    from hsg_core.predictor import make_extractor
     from index import SegmentIndex, build_index, update_index
 
     folder = resolve_folder(folder_text, app.data_roots)
     out = app.index_root / f"{folder.name}-{app.predictor.checkpoint_hash[:12]}"
     job.stop.clear()
     run = build_index if mode == "build" or not (out / "manifest.json").exists() else update_index
-    info = run(folder, out, make_extractor(app.predictor), checkpoint_hash=app.predictor.checkpoint_hash,
+    info = run(folder, out, make_extractor(app.predictor, MAX_SIDE), checkpoint_hash=app.predictor.checkpoint_hash,
                batch_size=4, progress=lambda done, total: progress((done, total), desc="indexing", unit="images"),
                should_stop=job.stop.is_set)
     if info.get("status") != "complete":

@@ -96,22 +96,6 @@ def cmd_segment(args: argparse.Namespace) -> None:
         print(printable(f"{path}: regions per level {counts}"))
 
 
-def make_extractor(predictor, max_side: int = 0):
-    """Index-side callable: batch of paths -> Prediction or the exception each image raised."""
-    from hsg_core.images import ImageReadError, load_image
-
-    def extract(paths):
-        results = []
-        for path in paths:
-            try:
-                results.append(predictor.predict(load_image(path, max_side=max_side)))
-            except (ImageReadError, ValueError) as err:
-                results.append(err)
-        return results
-
-    return extract
-
-
 def cmd_index(args: argparse.Namespace) -> None:
     import index
 
@@ -122,10 +106,8 @@ def cmd_index(args: argparse.Namespace) -> None:
     if args.index_cmd == "merge":
         print(json.dumps(index.merge_shards(Path(args.index_dir), factory=args.factory), indent=1, default=str))
         return
-    from hsg_core.predictor import load_predictor
-
     from hsg_core.distributed import init_from_env
-    from hsg_core.predictor import pick_device
+    from hsg_core.predictor import load_predictor, make_extractor, pick_device
 
     device = pick_device(args.device)
     dist = init_from_env(device.type)  # torchrun: each rank extracts a disjoint part of the folder
@@ -244,7 +226,7 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> None:
     from index.retrieval_report import run_retrieval
 
     def load():
-        from hsg_core.predictor import load_predictor
+        from hsg_core.predictor import load_predictor, make_extractor
 
         predictor = load_predictor(args.checkpoint, args.device)
         return make_extractor(predictor), predictor.checkpoint_hash

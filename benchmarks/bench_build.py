@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from hsg_core.images import list_images, load_image  # noqa: E402
+from hsg_core.predictor import make_extractor  # noqa: E402
 from hsg_core.predictor import load_predictor  # noqa: E402
 from index import build_index  # noqa: E402
 
@@ -39,7 +40,7 @@ def main() -> None:
     forward_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        info = build_index(Path(args.data), Path(tmp) / "idx", app.make_extractor(predictor),
+        info = build_index(Path(args.data), Path(tmp) / "idx", make_extractor(predictor, app.MAX_SIDE),
                            checkpoint_hash=predictor.checkpoint_hash, batch_size=4, progress=lambda d, t: None)
         build_s = time.perf_counter() - start
     result = {"machine": machine_info(), "images": len(paths), "device": str(predictor.device),

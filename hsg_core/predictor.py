@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .checkpoint import check_finite, checkpoint_config, file_hash, load_model_state, read_checkpoint
 from .hierarchy import build_prediction, segment_chains
-from .images import check_rgb, downscale_to, load_image
+from .images import ImageReadError, check_rgb, downscale_to, load_image
 from .model import HSG
 from .overseg import OversegCache, oversegment
 from .segments import grid_initial_labels, intersect_segments, location_features, segment_means, spherical_kmeans
@@ -118,6 +118,24 @@ class HSGPredictor:
             embeddings.append(segment_means(flat, ids, int(chain.max()) + 1).cpu().numpy())
         meta = {"checkpoint": self.checkpoint_hash, "work_size": [h, w]}
         return build_prediction(seg.reshape(h, w).cpu().numpy(), groups, embeddings, image.shape[:2], meta)
+
+
+def make_extractor(predictor: HSGPredictor, max_side: int = 0):
+    """Index-side callable: a batch of image paths -> per path a Prediction, or the error it raised.
+
+    `max_side` > 0 downscales larger images on reading (the explorer's upload rule); unreadable
+    images and model errors are returned, not raised, so one bad file never stops a build.
+    """
+    def extract(paths):
+        out = []
+        for path in paths:
+            try:
+                out.append(predictor.predict(load_image(path, max_side=max_side)))
+            except (ImageReadError, ValueError) as err:
+                out.append(err)
+        return out
+
+    return extract
 
 
 def load_predictor(checkpoint: str | Path, device: str | torch.device = "auto", **kwargs) -> HSGPredictor:
