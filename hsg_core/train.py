@@ -2,11 +2,13 @@
 
 Every sample is a pure function of (seed, global sample position), and the torch RNG state is
 saved, so `resume=True` continues exactly: same step, optimizer, schedule and batches.
-Logs every loss term to `log.jsonl` and `log.csv`; writes `checkpoint.pt` atomically.
+Logs every loss term to `log.jsonl` and `log.csv`; writes `checkpoint.pt` atomically, next to the
+resolved `config.yaml` and a `data_manifest.json` of the images it trains on.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import time
@@ -116,6 +118,23 @@ class RunLog:
             writer.writerow(row)
 
 
+def data_manifest(dataset: MultiviewFolder) -> dict:
+    """What a run trained on: every image's path relative to the root and its size, and a digest.
+
+    Sizes, not content hashes: listing stays instant on COCO-sized folders; the digest still
+    changes when a file is added, removed, renamed or rewritten to another size.
+    """
+    files = []
+    for path in dataset.paths:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1  # unreadable: the dataset skips it at load time
+        files.append([path.relative_to(dataset.root).as_posix(), size])
+    digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()
+    return {"root": str(dataset.root.resolve()), "images": len(files), "digest": digest, "files": files}
+
+
 def save_training_checkpoint(path: Path, model, optimizer, cfg: HSGConfig, step: int) -> None:
     atomic_torch_save({"format": FORMAT, "config": cfg.to_dict(), "model": model_state(unwrap(model), cfg),
                        "optimizer": optimizer.state_dict(), "step": step,
@@ -165,6 +184,7 @@ def train(cfg: HSGConfig, data_root: str | Path, out_dir: str | Path, *, device:
     dataset = MultiviewFolder(data_root, cfg.data, cfg.overseg, seed=cfg.train.seed)  # a bad folder fails here
     if info.is_main:
         atomic_write_text(out_dir / "config.yaml", cfg.to_yaml())
+        atomic_write_text(out_dir / "data_manifest.json", json.dumps(data_manifest(dataset), indent=1))
     torch.manual_seed(cfg.train.seed + info.rank)
     model = build_model(cfg, device, info)
     optimizer = build_optimizer(model, cfg.train)

@@ -120,3 +120,16 @@ def test_a_bad_data_folder_writes_nothing(tmp_path):
     with pytest.raises(FileNotFoundError, match="no images"):
         train(cfg, tmp_path / "empty", tmp_path / "run", device=CPU)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_run_records_its_config_and_data(image_folder, tmp_path):
+    cfg = load_config("tiny", ["train.iterations=1"])
+    train(cfg, image_folder, tmp_path / "run", device=CPU)
+    manifest = json.loads((tmp_path / "run" / "data_manifest.json").read_text())
+    assert manifest["images"] == 6 and ["sub/img5.png", (image_folder / "sub" / "img5.png").stat().st_size] \
+        in manifest["files"]
+    assert load_config(str(tmp_path / "run" / "config.yaml")) == cfg
+    (image_folder / "img0.png").unlink()
+    train(cfg, image_folder, tmp_path / "run2", device=CPU)
+    again = json.loads((tmp_path / "run2" / "data_manifest.json").read_text())
+    assert again["images"] == 5 and again["digest"] != manifest["digest"]
