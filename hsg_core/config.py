@@ -217,8 +217,9 @@ def load_config(preset: str = "default", overrides: list[str] | None = None) -> 
         path = PRESET_DIR / f"{preset}.yaml"
         if not path.is_file():
             raise ConfigError(f"unknown preset {preset!r}; presets: {', '.join(preset_names())}")
-    data = _merge(_plain(HSGConfig().to_dict()), read_yaml(path))
-    data.setdefault("name", path.stem)
+    preset_data = read_yaml(path)
+    data = _merge(_plain(HSGConfig().to_dict()), preset_data)
+    data["name"] = preset_data.get("name", path.stem)  # the preset's own name, not the dataclass default
     for text in overrides or []:
         data = _merge(data, parse_override(text))
     return HSGConfig.from_dict(data)

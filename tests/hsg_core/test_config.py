@@ -44,3 +44,12 @@ def test_unknown_preset_and_bad_yaml(tmp_path):
     extra.write_text("model: {colour: red}\n")
     with pytest.raises(ConfigError, match="model.colour"):
         load_config(str(extra))
+
+
+def test_a_preset_names_the_config_it_builds(tmp_path):
+    assert load_config("demo").name == "demo" and load_config("tiny").name == "tiny"
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("train: {lr: 0.5}\n")
+    assert load_config(str(custom)).name == "mine"
+    custom.write_text("name: explicit\n")
+    assert load_config(str(custom)).name == "explicit"
