@@ -36,6 +36,7 @@ from hsg_core.viz import highlight, outlined_crop, overlay_regions, palette  # n
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "checkpoint" / "hsg_demo.pt"
 DEFAULT_IMAGES = ASSETS / "demo_images"
+MAX_EXAMPLES = 48  # example thumbnails shown from the data folder
 MAX_SIDE = 1024  # uploads are downscaled to this longer side before the model sees them
 MAX_UPLOAD = "25mb"  # gradio refuses larger uploads
 MAX_SESSIONS = 64  # sessions whose state (image + hierarchy, up to ~20 MB) is kept; least recent dropped
@@ -532,7 +533,7 @@ def _load_app(args: argparse.Namespace) -> Explorer:
     index = ensure_index(predictor, data, index_dir, managed=args.index is None)
     from hsg_core.images import list_images
 
-    return Explorer(predictor, index, list_images(data)[:24], [data, *map(Path, args.data_root)], index_root)
+    return Explorer(predictor, index, list_images(data)[:MAX_EXAMPLES], [data, *map(Path, args.data_root)], index_root)
 
 
 def launch_options(args: argparse.Namespace, app: Explorer) -> dict:
