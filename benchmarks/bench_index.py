@@ -36,7 +36,7 @@ from index import SegmentIndex, build_index
 from index.commit import commit_job
 from index.factory import FLAT, ivf_factory
 from index.ids import region_ids
-from index.records import METADATA_SCHEMA, VECTOR_COLUMN, prediction_rows
+from index.records import RegionRows, prediction_rows, rows_to_table
 from index.rle import encode_mask
 from index.shards import Plan, write_plan, write_shard
 from index.synthetic import cluster_centers, clustered_unit_vectors, synthetic_prediction
@@ -72,9 +72,14 @@ def machine_info() -> dict:
     }
 
 
-def synthetic_shard(images: range, centers: np.ndarray, rng: np.random.Generator) -> pa.Table:
-    """Region rows + vectors for a range of image slots (whole-image boxes, 1-run RLE)."""
-    per_image = sum(REGIONS_PER_LEVEL)
+def image_name(slot: int) -> str:
+    """Relative path of the synthetic image in `slot`."""
+    return f"img{slot:07d}.jpg"
+
+
+def stand_in_rows() -> RegionRows:
+    """One image's regions (REGIONS_PER_LEVEL) with whole-image boxes and a 1-pixel stand-in
+    mask (this benchmark never decodes masks), as slot 0; the vectors are placeholders."""
     levels = np.concatenate([np.full(n, lv) for lv, n in enumerate(REGIONS_PER_LEVEL)])
     regions = np.concatenate([np.arange(n) for n in REGIONS_PER_LEVEL])
     parents = np.concatenate(
@@ -84,20 +89,13 @@ def synthetic_shard(images: range, centers: np.ndarray, rng: np.random.Generator
             for lv, n in enumerate(REGIONS_PER_LEVEL)
         ]
     )
-    slots = np.repeat(np.arange(images.start, images.stop), per_image)
-    count = slots.size
-    ids = np.concatenate(
-        [region_ids(lv, s, np.array([r])) for s in images for lv, r in zip(levels, regions)]
-    )
+    count = levels.size
     height, width = IMAGE_SIZE
-    rle = encode_mask(np.ones((1, 1), bool))  # stand-in mask: the benchmark never decodes it
-    columns = {
-        "id": ids,
-        "image": [f"img{s:07d}.jpg" for s in slots],
-        "image_hash": ["0" * 64] * count,
-        "level": np.tile(levels, len(images)),
-        "region": np.tile(regions, len(images)),
-        "parent": np.tile(parents, len(images)),
+    numeric = {
+        "id": region_ids_at(levels, regions, 0),
+        "level": levels,
+        "region": regions,
+        "parent": parents,
         "area": np.full(count, 100),
         "x0": np.zeros(count),
         "y0": np.zeros(count),
@@ -105,31 +103,68 @@ def synthetic_shard(images: range, centers: np.ndarray, rng: np.random.Generator
         "y1": np.full(count, height),
         "height": np.full(count, height),
         "width": np.full(count, width),
-        "rle": [rle] * count,
     }
-    table = pa.table(
-        {f.name: pa.array(columns[f.name], f.type) for f in METADATA_SCHEMA}, schema=METADATA_SCHEMA
-    )
-    vectors = clustered_unit_vectors(count, centers, SPREAD, rng)
-    return table.append_column(
-        VECTOR_COLUMN, pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM)
+    rle = encode_mask(np.ones((1, 1), bool))
+    return RegionRows("", "0" * 64, numeric, [rle] * count, np.zeros((count, DIM), np.float32))
+
+
+def region_ids_at(levels: np.ndarray, regions: np.ndarray, slot: int) -> np.ndarray:
+    """[N] ids of (level, region) pairs ([N] each, sorted by level) in image `slot`."""
+    return np.concatenate(
+        [region_ids(int(lv), slot, regions[levels == lv]) for lv in np.unique(levels)]
     )
 
 
-def synthetic_index(out_dir: Path, num_regions: int, factory: str) -> float:
+def synthetic_shard(
+    images: range, templates: list[RegionRows], centers: np.ndarray, rng: np.random.Generator
+) -> pa.Table:
+    """Region rows + vectors for a range of image slots: slot s takes the regions of
+    templates[s % len(templates)] under its own ids and name, with fresh clustered vectors."""
+    chosen = [templates[s % len(templates)] for s in images]
+    ends = np.cumsum([len(t) for t in chosen])
+    vectors = np.split(clustered_unit_vectors(int(ends[-1]), centers, SPREAD, rng), ends[:-1])
+    rows = [
+        RegionRows(
+            image_name(s),
+            t.image_hash,
+            {**t.numeric, "id": region_ids_at(t.numeric["level"], t.numeric["region"], s)},
+            t.rle,
+            v,
+        )
+        for s, t, v in zip(images, chosen, vectors)
+    ]
+    return rows_to_table(rows)
+
+
+def synthetic_index(
+    out_dir: Path,
+    num_regions: int,
+    factory: str,
+    *,
+    templates: list[RegionRows] | None = None,
+    data_root: Path | None = None,
+) -> float:
     """Writes shards of synthetic regions and commits them with `factory`.
+
+    Args:
+        out_dir: index folder.
+        num_regions: regions in all (a multiple of sum(REGIONS_PER_LEVEL) images).
+        factory: faiss factory.
+        templates: per-image region rows to cycle through (default: `stand_in_rows`).
+        data_root: folder the image names are relative to (default: `out_dir`).
 
     Returns:
         Time of the commit (seconds).
     """
+    templates = templates or [stand_in_rows()]
     num_images = num_regions // sum(REGIONS_PER_LEVEL)
     plan = Plan(
         kind="build",
         checkpoint_hash="bench",
-        data_root=str(out_dir),
+        data_root=str(data_root or out_dir),
         shard_images=SHARD_IMAGES,
         factory=factory,
-        images=[[f"img{s:07d}.jpg", s] for s in range(num_images)],
+        images=[[image_name(s), s] for s in range(num_images)],
         next_slot=num_images,
     )
     write_plan(out_dir, plan)
@@ -138,10 +173,11 @@ def synthetic_index(out_dir: Path, num_regions: int, factory: str) -> float:
     for shard in range(plan.num_shards):
         slots = range(shard * SHARD_IMAGES, min((shard + 1) * SHARD_IMAGES, num_images))
         records = [
-            {"image": f"img{s:07d}.jpg", "hash": "0" * 64, "slot": s, "status": "ok", "error": None}
+            {"image": image_name(s), "hash": "0" * 64, "slot": s, "status": "ok", "error": None}
             for s in slots
         ]
-        write_shard(out_dir, shard, synthetic_shard(slots, centers, rng), records, "bench")
+        table = synthetic_shard(slots, templates, centers, rng)
+        write_shard(out_dir, shard, table, records, "bench")
     start = time.perf_counter()
     commit_job(out_dir, plan, factory)
     return time.perf_counter() - start
