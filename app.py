@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,26 +216,47 @@ def fit_projection(vectors: np.ndarray):
         return lambda v: (np.atleast_2d(v) - mean) @ vt[:2].T
 
 
-def embedding_figure(index, session: Session, max_points: int = 4000) -> go.Figure:
+@dataclass
+class RegionMap:
+    """A fixed sample of an index's regions projected to 2-D, fitted once per index."""
+
+    project: object  # [n, D] or [D] vectors -> [n, 2]
+    xy: np.ndarray  # [S, 2] the sample's coordinates
+    levels: np.ndarray  # [S]
+    images: np.ndarray  # [S] source paths (hover text)
+
+
+_REGION_MAPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # index -> RegionMap
+
+
+def region_map(index, max_points: int = 4000) -> RegionMap:
+    """The index's RegionMap (the SVD/UMAP fit runs on the first click only, not on every click)."""
+    cached = _REGION_MAPS.get(index)
+    if cached is None:
+        meta = index.metadata
+        rng = np.random.default_rng(0)
+        rows = np.sort(rng.choice(len(meta), size=min(max_points, len(meta)), replace=False))
+        vectors = index.vectors(meta["id"].to_numpy()[rows])
+        project = fit_projection(vectors)
+        cached = RegionMap(project, project(vectors), meta["level"].to_numpy()[rows], meta["image"].to_numpy()[rows])
+        _REGION_MAPS[index] = cached
+    return cached
+
+
+def embedding_figure(index, session: Session) -> go.Figure:
     """Map of indexed regions (PCA, or UMAP when installed), the query and its hits highlighted."""
     fig = go.Figure()
     if index is None or len(index) == 0 or session.selected is None:
         return fig
-    meta = index.metadata
-    rng = np.random.default_rng(0)
-    rows = np.sort(rng.choice(len(meta), size=min(max_points, len(meta)), replace=False))
-    vectors = index.vectors(meta["id"].to_numpy()[rows])
-    project = fit_projection(vectors)
-    xy = project(vectors)
-    fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="indexed regions",
-                               marker={"size": 4, "color": meta["level"].to_numpy()[rows], "opacity": 0.4},
-                               text=meta["image"].to_numpy()[rows]))
+    regions = region_map(index)
+    fig.add_trace(go.Scattergl(x=regions.xy[:, 0], y=regions.xy[:, 1], mode="markers", name="indexed regions",
+                               marker={"size": 4, "color": regions.levels, "opacity": 0.4}, text=regions.images))
     if session.hits:
-        hxy = project(index.vectors(np.array([h.id for h in session.hits])))
+        hxy = regions.project(index.vectors(np.array([h.id for h in session.hits])))
         fig.add_trace(go.Scatter(x=hxy[:, 0], y=hxy[:, 1], mode="markers", name="hits",
                                  marker={"size": 10, "symbol": "circle-open", "color": "orange"}))
     level, region = session.selected
-    q = project(session.prediction.levels[level].embeddings[region])
+    q = regions.project(session.prediction.levels[level].embeddings[region])
     fig.add_trace(go.Scatter(x=q[:, 0], y=q[:, 1], mode="markers", name="query",
                              marker={"size": 14, "symbol": "star", "color": "red"}))
     fig.update_layout(margin={"l": 0, "r": 0, "t": 20, "b": 0}, height=360, legend={"orientation": "h"})

@@ -62,7 +62,14 @@ def test_export_and_figures(explorer):
     fig = app.hierarchy_figure(session)
     assert len(fig.data[0].ids) == 64 + 16 + 4 + 1
     session, _, _ = app.click(explorer.index, session, 3, 3, 0, k=3)
-    assert [t.name for t in app.embedding_figure(explorer.index, session).data] == ["indexed regions", "hits", "query"]
+    fig = app.embedding_figure(explorer.index, session)
+    assert [t.name for t in fig.data] == ["indexed regions", "hits", "query"]
+    regions = app.region_map(explorer.index)
+    assert app.region_map(explorer.index) is regions  # fitted once per index, not per click
+    level, region = session.selected
+    star = regions.project(session.prediction.levels[level].embeddings[region])[0]
+    assert np.allclose([fig.data[2].x[0], fig.data[2].y[0]], star)
+    assert len(fig.data[0].x) == min(4000, len(explorer.index))
 
 
 def test_folder_outside_roots_is_refused(explorer, tmp_path):
