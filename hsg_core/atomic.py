@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which would race with other threads.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Make a rename inside `folder` durable."""
     handle = os.open(folder, os.O_RDONLY)
@@ -36,6 +46,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; a written file gets the usual umask-based mode
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
