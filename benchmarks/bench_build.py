@@ -45,7 +45,8 @@ def main() -> None:
         build_s = time.perf_counter() - start
     result = {"machine": machine_info(), "images": len(paths), "device": str(predictor.device),
               "forward_images_per_s": len(paths) / forward_s, "build_images_per_s": len(paths) / build_s,
-              "build_over_forward": forward_s / build_s, "regions": info.get("regions")}
+              "build_over_forward": forward_s / build_s, "regions": info["counts"]["regions"],
+              "regions_per_level": info["counts"]["per_level"]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
