@@ -46,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from hsg_core.checkpoint import export_inference_checkpoint
 
-    path = export_inference_checkpoint(args.checkpoint, args.out)
+    path = export_inference_checkpoint(args.checkpoint, args.out, overrides=args.set)
     print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
 
 
@@ -246,7 +246,8 @@ def _eval_parsers(sub) -> None:
     q.add_argument("--bsds", required=True, help="BSDS500 folder (images/, groundTruth/, ucm2/)")
     q.add_argument("--split", default="val")
     q.add_argument("--baselines", default="all",
-                   help="all | none | comma list of kmeans,slic,felzenszwalb,gradient_ucm,gpb_ucm")
+                   help="all | none | comma list of kmeans,slic,felzenszwalb,gradient_ucm,"
+                        "gradient_ucm_area,hed_ucm,gpb_ucm")
     q.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="another checkpoint scored on the same images as method hsg:NAME (repeatable)")
     q = esub.add_parser("labelled", help="kNN label transfer + Hungarian mIoU and covering on class masks")
@@ -306,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="inference checkpoint: drop optimizer and RNG state")
     p.add_argument("checkpoint")
     p.add_argument("out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change an inference setting in the stored config (e.g. grouping.infer_grid=[1,1]); "
+                        "settings that change the network's shape are refused")
     p.set_defaults(func=cmd_export)
     _index_parsers(sub)
     _eval_parsers(sub)

@@ -103,9 +103,38 @@ def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike) -> Non
                               "the run diverged: use an earlier checkpoint")
 
 
-def export_inference_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy a training checkpoint without optimizer and RNG state (what the app ships)."""
+def export_inference_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
+                                overrides: list[str] | None = None) -> Path:
+    """Copy a training checkpoint without optimizer and RNG state (what the app ships).
+
+    `overrides` ("section.key=value") change the stored config, e.g. inference settings such as
+    `grouping.infer_grid`; one that changes the network's parameters is refused.
+    """
     data = read_checkpoint(src)
-    checkpoint_config(data, src)
-    slim = {k: data[k] for k in ("format", "config", "model", "step")}
+    config = checkpoint_config(data, src)
+    if overrides:
+        config = reconfigured(config, data["model"], overrides, src)
+    slim = {k: data[k] for k in ("format", "model", "step")}
+    slim["config"] = config.to_dict()
     return atomic_torch_save(slim, dst)
+
+
+def reconfigured(config: HSGConfig, state: dict[str, torch.Tensor], overrides: list[str],
+                 path: str | os.PathLike) -> HSGConfig:
+    """`config` with dotted overrides applied, checked to still fit the stored weights."""
+    from .config import apply_overrides
+    from .model import HSG
+
+    try:
+        new = apply_overrides(config, overrides)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    own = {k: tuple(v.shape) for k, v in HSG(new).state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if not any(k.startswith("backbone.") for k in stored):  # fetched frozen backbone, not in the file
+        own = {k: v for k, v in own.items() if not k.startswith("backbone.")}
+    changed = sorted(k for k in own.keys() | stored.keys() if own.get(k) != stored.get(k))
+    if changed:
+        raise CheckpointError(f"{path}: {', '.join(overrides)} changes the network's parameters "
+                              f"({', '.join(changed[:3])}); only settings that keep the weights can change")
+    return new

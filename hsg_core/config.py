@@ -38,6 +38,7 @@ class ModelConfig:
 class OversegConfig:
     method: str = "hed_ucm"  # hed_ucm | gradient_ucm | slic | felzenszwalb
     max_regions: int = 48  # cut the UCM at the lowest level with <= this many regions
+    ucm_ordering: str = "dynamics"  # UCM methods: watershed hierarchy by dynamics | area | volume
     slic_compactness: float = 10.0  # SLIC only
     felzenszwalb_scale: float = 200.0  # Felzenszwalb only (raised until <= max_regions)
     cache: bool = True  # cache label maps on disk keyed by image content + parameters
@@ -208,6 +209,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping")
     return data
+
+
+def apply_overrides(config: HSGConfig, overrides: list[str]) -> HSGConfig:
+    """A copy of `config` with dotted overrides ("section.key=value") applied and checked."""
+    data = _plain(config.to_dict())
+    for text in overrides:
+        data = _merge(data, parse_override(text))
+    return HSGConfig.from_dict(data)
 
 
 def load_config(preset: str = "default", overrides: list[str] | None = None) -> HSGConfig:

@@ -6,9 +6,9 @@ Like segment-anything's SamPredictor: `set_image` runs the network once and cach
 
 Inference path (one view): the image is downscaled so its longer side is at most `work_side`;
 pixel embeddings are upsampled bilinearly to that resolution and renormalised; spherical k-means
-with location features (grid `infer_grid`) ∩ oversegments gives the level-0 segments; the
-clustering transformers group them into levels 1..L; label maps are resized (nearest) back to
-the image's own size.
+with location features (grid `infer_grid`) ∩ oversegments gives the level-0 segments (a 1x1 grid:
+the oversegments themselves); the clustering transformers group them into levels 1..L; label
+maps are resized (nearest) back to the image's own size.
 """
 from __future__ import annotations
 

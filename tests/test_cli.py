@@ -78,3 +78,26 @@ def test_export_drops_training_state(tiny_checkpoint, tmp_path):
     slim, full = read_checkpoint(tmp_path / "slim.pt"), read_checkpoint(ckpt)
     assert "optimizer" in full and "optimizer" not in slim and "torch_rng" not in slim
     assert all(torch.equal(slim["model"][k], v) for k, v in full["model"].items())
+
+
+def test_export_set_changes_inference_settings_only(tiny_checkpoint, tmp_path, capsys):
+    from hsg_core.checkpoint import checkpoint_config, read_checkpoint
+    from hsg_core.predictor import load_predictor
+
+    ckpt, images = tiny_checkpoint
+    out = tmp_path / "grid1.pt"
+    assert cli.main(["export", str(ckpt), str(out), "--set", "grouping.infer_grid=[1,1]",
+                     "--set", "overseg.max_regions=12"]) == 0
+    config = checkpoint_config(read_checkpoint(out), out)
+    assert config.grouping.infer_grid == (1, 1) and config.overseg.max_regions == 12
+    prediction = load_predictor(out, "cpu", overseg_cache=None).predict_path(sorted(images.glob("*.png"))[0])
+    assert prediction.levels[0].num_regions <= 12  # level 0 = the oversegments when k-means has one cluster
+
+    for setting, message in (("grouping.level_clusters=[5,2]", "changes the network's parameters"),
+                             ("model.embedding_dim=8", "changes the network's parameters"),
+                             ("grouping.colour=1", "unknown config key")):
+        target = tmp_path / "refused.pt"
+        assert cli.main(["export", str(ckpt), str(target), "--set", setting]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(ckpt) in err and "Traceback" not in err
+        assert not target.exists()

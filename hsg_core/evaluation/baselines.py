@@ -8,8 +8,12 @@ the same granularity. Every baseline answers `cut(n) -> [H, W] int32` with at mo
   (not necessarily connected, like HSG's own groups);
 * ``slic``, ``felzenszwalb``: scikit-image superpixels (`hsg_core.overseg.superpixels`), re-run
   with a finer setting while they give clearly fewer than n regions, merged down to <= n;
-* ``gradient_ucm``: the weight-free watershed hierarchy on a Lab gradient (higra), cut at the
-  finest level with <= n regions (`hsg_core.overseg.ucm`);
+* ``gradient_ucm``: the weight-free watershed hierarchy (by dynamics, the ordering of HSG's own
+  prior) on a Lab gradient (higra), cut at the finest level with <= n regions
+  (`hsg_core.overseg.ucm`); ``gradient_ucm_area``: the same hierarchy ordered by area;
+* ``hed_ucm``: HSG's oversegmentation prior on its own, the same hierarchy on HED edges. Not
+  weight-free: HED was trained on BSDS500 (train + val) with human boundaries. It tells what
+  the learned grouping adds to (or takes from) the contours it starts from;
 * ``gpb_ucm``: the gPb-owt-ucm maps shipped with BSDS500 val, cut at the lowest threshold that
   leaves <= n regions.
 
@@ -24,6 +28,7 @@ from scipy.cluster.vq import kmeans2, vq
 from skimage import color, measure
 
 from ..overseg.superpixels import contiguous, felzenszwalb_superpixels, merge_smallest, slic_superpixels
+from ..overseg.hed import hed_edges, load_hed
 from ..overseg.ucm import UCMHierarchy, gradient_edges
 from .datasets import BSDSDataset, Dataset, DatasetError, Sample
 
@@ -130,8 +135,13 @@ def make_felzenszwalb(image: np.ndarray) -> Baseline:
     return Baseline(lambda n: felzenszwalb_matched(image, n), image.shape[:2])
 
 
-def make_gradient_ucm(image: np.ndarray) -> Baseline:
-    hierarchy = UCMHierarchy.from_edges(gradient_edges(image))
+def make_gradient_ucm(image: np.ndarray, ordering: str = "dynamics") -> Baseline:
+    hierarchy = UCMHierarchy.from_edges(gradient_edges(image), ordering)
+    return Baseline(hierarchy.cut, image.shape[:2])
+
+
+def make_hed_ucm(image: np.ndarray) -> Baseline:
+    hierarchy = UCMHierarchy.from_edges(hed_edges(image, load_hed()), "dynamics")
     return Baseline(hierarchy.cut, image.shape[:2])
 
 
@@ -147,6 +157,8 @@ IMAGE_BASELINES: dict[str, Callable[[np.ndarray], Baseline]] = {
     "slic": make_slic,
     "felzenszwalb": make_felzenszwalb,
     "gradient_ucm": make_gradient_ucm,
+    "gradient_ucm_area": lambda image: make_gradient_ucm(image, "area"),
+    "hed_ucm": make_hed_ucm,
 }
 BASELINE_NAMES = (*IMAGE_BASELINES, "gpb_ucm")
 BaselineFactory = Callable[[Sample], Baseline]

@@ -83,3 +83,38 @@ def test_hed_edges_follow_human_boundaries(bsds_root, fetched_weights):
     assert edges[near].mean() > 3 * edges[~near].mean()
     labels = oversegment(load_image(image_path), OversegConfig(method="hed_ucm", max_regions=48))
     assert labels.max() + 1 <= 48
+
+
+def two_halves_and_a_box() -> np.ndarray:
+    """Edges [40, 40]: a weak line (0.2) splits the image in halves; a strong box (1.0) rings a 6x6 square."""
+    edges = np.zeros((40, 40), np.float32)
+    edges[:, 19] = 0.2
+    edges[4, 4:12] = edges[11, 4:12] = edges[4:12, 4] = edges[4:12, 11] = 1.0
+    return edges
+
+
+@pytest.mark.parametrize("ordering", ["dynamics", "area", "volume"])
+def test_every_ordering_gives_nested_capped_cuts(ordering):
+    hierarchy = UCMHierarchy.from_edges(gradient_edges(make_shapes_image(np.random.default_rng(2), 60, 80)), ordering)
+    fine, coarse = hierarchy.cut(24), hierarchy.cut(6)
+    assert coarse.max() + 1 <= 6 and fine.max() + 1 <= 24
+    assert all(np.unique(coarse[fine == r]).size == 1 for r in np.unique(fine))
+
+
+def test_dynamics_keeps_the_strong_boundary_area_keeps_the_big_halves():
+    by_dynamics = UCMHierarchy.from_edges(two_halves_and_a_box(), "dynamics").cut(2)
+    by_area = UCMHierarchy.from_edges(two_halves_and_a_box(), "area").cut(2)
+    inside, left, right = (7, 7), (30, 5), (30, 35)
+    assert by_dynamics[inside] != by_dynamics[left] and by_dynamics[left] == by_dynamics[right]
+    assert by_area[inside] == by_area[left] and by_area[left] != by_area[right]
+
+
+def test_ordering_is_validated_and_part_of_the_cache_key(tmp_path):
+    with pytest.raises(ValueError, match="unknown watershed ordering 'height'"):
+        UCMHierarchy.from_edges(two_halves_and_a_box(), "height")
+    with pytest.raises(ValueError, match="unknown overseg.ucm_ordering 'height'"):
+        oversegment(np.zeros((8, 8, 3), np.uint8), OversegConfig(method="gradient_ucm", ucm_ordering="height"))
+    image = make_shapes_image(np.random.default_rng(3), 40, 50)
+    cache = OversegCache(tmp_path)
+    oversegment(image, OversegConfig(method="gradient_ucm", max_regions=10), cache=cache)
+    assert cache.get(image, OversegConfig(method="gradient_ucm", max_regions=10, ucm_ordering="area")) is None
