@@ -57,6 +57,11 @@ class Session:
 
 
 # ----------------------------------------------------------------------------- handlers
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (or its type's name when it has none)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def user_errors(handler):
     """Show bad input (a ValueError/OSError naming the file or value) as its one-line message in the UI."""
 
@@ -65,7 +70,7 @@ def user_errors(handler):
         try:
             return handler(*args, **kwargs)
         except (ValueError, OSError) as err:
-            raise gr.Error(" ".join(str(err).split()) or type(err).__name__) from err
+            raise gr.Error(one_line(err)) from err
 
     return wrapped
 
@@ -541,7 +546,7 @@ def load_app(args: argparse.Namespace) -> Explorer:
     try:
         return _load_app(args)
     except (WeightsMissingError, IndexFormatError, ValueError, OSError) as err:
-        raise SystemExit(f"hsg: error: {' '.join(str(err).split())}") from None
+        raise SystemExit(f"hsg: error: {one_line(err)}") from None
 
 
 def _load_app(args: argparse.Namespace) -> Explorer:

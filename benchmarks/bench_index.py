@@ -79,7 +79,8 @@ def image_name(slot: int) -> str:
 
 def stand_in_rows() -> RegionRows:
     """One image's regions (REGIONS_PER_LEVEL) with whole-image boxes and a 1-pixel stand-in
-    mask (this benchmark never decodes masks), as slot 0; the vectors are placeholders."""
+    mask (this benchmark never decodes masks), as slot 0, with zero vectors: `synthetic_shard`
+    gives every image slot its own ids and clustered vectors."""
     levels = np.concatenate([np.full(n, lv) for lv, n in enumerate(REGIONS_PER_LEVEL)])
     regions = np.concatenate([np.arange(n) for n in REGIONS_PER_LEVEL])
     parents = np.concatenate(

@@ -211,12 +211,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(config: HSGConfig, overrides: list[str]) -> HSGConfig:
-    """A copy of `config` with dotted overrides ("section.key=value") applied and checked."""
-    data = _plain(config.to_dict())
+def _overridden(data: dict[str, Any], overrides: list[str]) -> HSGConfig:
+    """The config of plain `data` with dotted overrides ("section.key=value") applied, checked."""
     for text in overrides:
         data = _merge(data, parse_override(text))
     return HSGConfig.from_dict(data)
+
+
+def apply_overrides(config: HSGConfig, overrides: list[str]) -> HSGConfig:
+    """A copy of `config` with dotted overrides applied and checked."""
+    return _overridden(_plain(config.to_dict()), overrides)
 
 
 def load_config(preset: str = "default", overrides: list[str] | None = None) -> HSGConfig:
@@ -229,6 +233,4 @@ def load_config(preset: str = "default", overrides: list[str] | None = None) -> 
     preset_data = read_yaml(path)
     data = _merge(_plain(HSGConfig().to_dict()), preset_data)
     data["name"] = preset_data.get("name", path.stem)  # the preset's own name, not the dataclass default
-    for text in overrides or []:
-        data = _merge(data, parse_override(text))
-    return HSGConfig.from_dict(data)
+    return _overridden(data, overrides or [])

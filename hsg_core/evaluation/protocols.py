@@ -97,16 +97,19 @@ class HierarchyEvaluation:
         self.scores = {name: LevelScores() for name in (HSG, *baselines)}
         self.seconds = {name: 0.0 for name in baselines}
 
+    def score(self, name: str, sample: Sample, maps: Sequence[np.ndarray]) -> None:
+        """Add one image's level maps to method `name`'s scores."""
+        self.scores.setdefault(name, LevelScores()).add(maps, sample.ground_truths, self.void, self.background)
+
     def add(self, sample: Sample, prediction: Prediction) -> None:
-        maps = [level.label_map for level in prediction.levels]
-        self.scores[HSG].add(maps, sample.ground_truths, self.void, self.background)
+        self.score(HSG, sample, [level.label_map for level in prediction.levels])
         counts = [level.num_regions for level in prediction.levels]
         for name, make in self.baselines.items():
             start = time.perf_counter()
             baseline = make(sample)
             cuts = [baseline.cut(n) for n in counts]
             self.seconds[name] += time.perf_counter() - start
-            self.scores[name].add(cuts, sample.ground_truths, self.void, self.background)
+            self.score(name, sample, cuts)
 
     def summary(self) -> dict:
         return {name: scores.summary() for name, scores in self.scores.items()}
@@ -117,12 +120,9 @@ class MethodScores:
 
     def __init__(self, evaluation: HierarchyEvaluation, name: str) -> None:
         self.evaluation, self.name = evaluation, name
-        evaluation.scores[name] = LevelScores()
 
     def add(self, sample: Sample, prediction: Prediction) -> None:
-        maps = [level.label_map for level in prediction.levels]
-        self.evaluation.scores[self.name].add(maps, sample.ground_truths, self.evaluation.void,
-                                              self.evaluation.background)
+        self.evaluation.score(self.name, sample, [level.label_map for level in prediction.levels])
 
 
 class RegionCollector:

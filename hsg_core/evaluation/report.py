@@ -15,11 +15,6 @@ import numpy as np
 from ..atomic import atomic_write_text
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically (temp file beside it, then rename)."""
-    atomic_write_text(path, text)
-
-
 def finite(value):
     """A JSON-safe copy: NaN/inf -> None, numpy scalars -> Python numbers, recursively."""
     if isinstance(value, dict):
@@ -97,6 +92,6 @@ def write_report(report: dict, out_dir: str | Path, name: str) -> tuple[Path, Pa
     out.mkdir(parents=True, exist_ok=True)
     report = finite(report)
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
-    write_atomic(json_path, json.dumps(report, indent=1, allow_nan=False) + "\n")
-    write_atomic(md_path, to_markdown(report))
+    atomic_write_text(json_path, json.dumps(report, indent=1, allow_nan=False) + "\n")
+    atomic_write_text(md_path, to_markdown(report))
     return json_path, md_path
