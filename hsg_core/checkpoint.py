@@ -129,12 +129,10 @@ def reconfigured(config: HSGConfig, state: dict[str, torch.Tensor], overrides: l
         new = apply_overrides(config, overrides)
     except ConfigError as err:
         raise CheckpointError(f"{path}: {err}") from err
-    own = {k: tuple(v.shape) for k, v in HSG(new).state_dict().items()}
-    stored = {k: tuple(v.shape) for k, v in state.items()}
-    if not any(k.startswith("backbone.") for k in stored):  # fetched frozen backbone, not in the file
-        own = {k: v for k, v in own.items() if not k.startswith("backbone.")}
-    changed = sorted(k for k in own.keys() | stored.keys() if own.get(k) != stored.get(k))
-    if changed:
-        raise CheckpointError(f"{path}: {', '.join(overrides)} changes the network's parameters "
-                              f"({', '.join(changed[:3])}); only settings that keep the weights can change")
+    try:  # the same check as loading: a file whose weights do not fit its config never gets written
+        load_model_state(HSG(new), state, path, new)
+    except CheckpointError as err:
+        detail = str(err).removeprefix(f"{path}: ")
+        raise CheckpointError(f"{path}: {', '.join(overrides)} changes the network's parameters; only settings "
+                              f"that keep the weights can change ({detail})") from err
     return new

@@ -100,3 +100,14 @@ def test_export_set_changes_inference_settings_only(tiny_checkpoint, tmp_path, c
         err = capsys.readouterr().err
         assert message in err and str(ckpt) in err and "Traceback" not in err
         assert not target.exists()
+
+
+def test_export_set_refuses_a_config_whose_weights_would_not_load(tmp_path, capsys):
+    """The demo file holds no backbone weights (they come from the fetch): a config that expects them in
+    the file would be written but never load, so it is refused."""
+    import app
+
+    target = tmp_path / "no_backbone.pt"
+    assert cli.main(["export", str(app.DEFAULT_CHECKPOINT), str(target), "--set", "model.backbone_init=none"]) == 2
+    err = capsys.readouterr().err
+    assert "changes the network's parameters" in err and "missing" in err and not target.exists()
