@@ -6,7 +6,8 @@ until <= N regions"). The hierarchy's ordering:
 
 * ``dynamics`` (default): regions merge in order of the depth of the basins they flood, so the
   last boundaries to go are the contrasted ones, as in OWT-UCM, where a boundary's level is its
-  strength. On 24 BSDS500 train photos, HED edges cut at 4-48 regions: covering 0.47-0.60.
+  strength. On 24 BSDS500 train photos, HED edges cut at 4-48 regions: covering 0.47-0.60
+  (benchmarks/bench_prior.py).
 * ``area``: merge in order of flooded area; every cut has regions of similar size, so large
   uniform regions are split before weak boundaries go (same photos and cuts: 0.24-0.50).
 * ``volume``: area x depth, in between.
