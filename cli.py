@@ -212,7 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         compare = {name: functools.partial(load_predictor_cli, path, args.device)
                    for name, path in parse_named_paths(args.compare)}
         _, json_path, md_path = runner.run_bsds(load, args.bsds, args.out, split=args.split, compare=compare,
-                                                **common)
+                                                curves=not args.no_curves, **common)
     else:
         _, json_path, md_path = runner.run_labelled(
             load, args.data, args.memory, args.out, split=args.split, memory_split=args.memory_split,
@@ -250,6 +250,8 @@ def _eval_parsers(sub) -> None:
                         "gradient_ucm_area,hed_ucm,gpb_ucm")
     q.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="another checkpoint scored on the same images as method hsg:NAME (repeatable)")
+    q.add_argument("--no-curves", action="store_true",
+                   help="skip ODS/OIS over every scale (region counts 2..128; gPb also at its 99 thresholds)")
     q = esub.add_parser("labelled", help="kNN label transfer + Hungarian mIoU and covering on class masks")
     q.add_argument("--data", required=True, help="test set: VOC-style folder or images/ + masks/ folder")
     q.add_argument("--split", default=None, help="VOC list ImageSets/Segmentation/SPLIT.txt (default: all masks)")

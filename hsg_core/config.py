@@ -60,6 +60,25 @@ class GroupingConfig:
     query_in_target: bool = True  # decoder input = target + query (False: target only, as the original)
     assign_to: str = "nodes"  # logits against "nodes" (the unit node vectors) or "memory" (the original)
     upper_nodes: str = "pooled"  # level>=2 nodes: "pooled" P-weighted node means, or "features" (original)
+    infer_hierarchy: str = "transformers"  # inference levels: "transformers" (HSG's groups) | "contour" tree
+
+
+@dataclass
+class ContourConfig:
+    """The contour-aware merge tree used at inference when grouping.infer_hierarchy = "contour"
+    (`hsg_core.contour_tree`); every value was chosen on BSDS500 train photos."""
+
+    edge_side: int = 512  # contour map (HED) and tree at the image's own size, longer side capped here
+    semantic_features: str = "backbone"  # feature grid of the semantic edge map: "backbone" | "embedding"
+    semantic_offset: float = 1.0  # compare features this many patches to either side of a point
+    semantic_scale: float = 1.5  # semantic change = min(scale * (1 - cos), 1)
+    fine_semantic: float = 0.9  # fine stage: contours gated by semantics, edges * (1 - a + a * change)
+    coarse_semantic: float = 0.5  # coarse stage: (1 - a) * edges + a * change
+    region_semantic: float = 0.5  # coarse merges add this * (1 - cos) of region embeddings
+    switch_regions: int = 48  # the fine stage's cut with at most this many regions starts the coarse one
+    # level l = the tree's cut at this altitude (fine stage in [0, 1], coarse stage above 1): the median
+    # altitudes of the cuts with 64/32/16/8/4/2 regions on BSDS train; per image the counts adapt
+    level_altitudes: tuple[float, ...] = (0.049, 1.157, 1.283, 1.401, 1.507, 1.633)
 
 
 @dataclass
@@ -109,6 +128,7 @@ class HSGConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     overseg: OversegConfig = field(default_factory=OversegConfig)
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
+    contour: ContourConfig = field(default_factory=ContourConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

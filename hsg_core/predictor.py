@@ -13,17 +13,22 @@ maps are resized (nearest) back to the image's own size.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .contour_tree import ContourTree, ContourTreeParams
 from .checkpoint import check_finite, checkpoint_config, file_hash, load_model_state, read_checkpoint
-from .hierarchy import build_prediction, segment_chains
+from .hierarchy import build_prediction, resize_nearest, segment_chains
 from .images import ImageReadError, check_rgb, downscale_to, load_image
 from .model import HSG
-from .overseg import OversegCache, oversegment
+from .overseg import OversegCache, edge_map, oversegment
+from .region_pooling import chain_sums, grid_to_pixels, level_of_segments, region_sums, unit_rows
+from .semantic_edges import semantic_edges
 from .segments import grid_initial_labels, intersect_segments, location_features, segment_means, spherical_kmeans
 from .types import Prediction
 from .weights import cache_dir
@@ -56,7 +61,14 @@ class HSGPredictor:
         return self.model.device
 
     @property
+    def hierarchy(self) -> str:
+        """"transformers" (HSG's clustering transformers) or "contour" (the contour-aware tree)."""
+        return self.config.grouping.infer_hierarchy
+
+    @property
     def num_levels(self) -> int:
+        if self.hierarchy == "contour":
+            return len(self.config.contour.level_altitudes)
         return len(self.config.grouping.level_clusters) + 1
 
     def set_image(self, image: np.ndarray) -> Prediction:
@@ -100,7 +112,22 @@ class HSGPredictor:
         sp = torch.from_numpy(superpixels.astype(np.int64)).to(flat.device).reshape(1, -1)
         return intersect_segments(clusters, sp)[0][0]
 
+    def predict_tree(self, image: np.ndarray) -> tuple[Prediction, Callable[[int], np.ndarray] | None]:
+        """`predict`, plus (contour hierarchy only) a function n -> [H, W] int32, the hierarchy's finest
+        cut with at most n regions at the image's size: every scale, not only the levels."""
+        image = check_rgb(image)
+        with self._lock, torch.no_grad():
+            if self.hierarchy != "contour":
+                return self._predict_transformers(image), None
+            prediction, tree = self._predict_contour(image)
+        return prediction, lambda n: resize_nearest(tree.cut_regions(int(n)), image.shape[:2])
+
     def _predict(self, image: np.ndarray) -> Prediction:
+        if self.hierarchy == "contour":
+            return self._predict_contour(image)[0]
+        return self._predict_transformers(image)
+
+    def _predict_transformers(self, image: np.ndarray) -> Prediction:
         work = downscale_to(image, self.work_side)
         h, w = work.shape[:2]
         superpixels = oversegment(work, self.config.overseg, cache=self.cache, device=self.device)
@@ -118,6 +145,59 @@ class HSGPredictor:
             embeddings.append(segment_means(flat, ids, int(chain.max()) + 1).cpu().numpy())
         meta = {"checkpoint": self.checkpoint_hash, "work_size": [h, w]}
         return build_prediction(seg.reshape(h, w).cpu().numpy(), groups, embeddings, image.shape[:2], meta)
+
+
+    def _features(self, work: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """[h, w, 3] uint8 -> (backbone grid [C, gh, gw], unit embedding grid [D, gh, gw])."""
+        x = torch.tensor(work, device=self.device).permute(2, 0, 1)[None].float() / 255.0
+        backbone = self.model.backbone(self.model.normalize(x))
+        embeddings = F.normalize(self.model.head(backbone), dim=1)
+        if not torch.isfinite(embeddings).all():
+            source = self.checkpoint_path or f"checkpoint {self.checkpoint_hash[:12]}"
+            raise ValueError(f"{source}: the model produced non-finite embeddings (NaN/inf weights, or "
+                             "weights so large they overflow)")
+        return backbone[0], embeddings[0]
+
+    def _predict_contour(self, image: np.ndarray) -> tuple[Prediction, ContourTree]:
+        """The contour tree's cuts at `contour.level_altitudes`, nested by construction.
+
+        meta["seconds"] holds the time of each stage: edges (HED), features (backbone + head),
+        tree (semantic edge map + both stages), levels (cuts and region embeddings)."""
+        c, clock = self.config.contour, Stopwatch()
+        work, edge_image = downscale_to(image, self.work_side), downscale_to(image, c.edge_side)
+        edges = clock.lap("edges", edge_map(edge_image, self.config.overseg, cache=self.cache, device=self.device))
+        backbone, embeddings = clock.lap("features", self._features(work))
+        stride = self.model.backbone.output_stride
+        valid = (work.shape[0] / stride, work.shape[1] / stride)
+        grid = backbone if c.semantic_features == "backbone" else embeddings
+        semantic = semantic_edges(grid, valid, edges.shape, c.semantic_offset, c.semantic_scale)
+        pixels = grid_to_pixels(embeddings, valid, edges.shape)  # [He*We, D]
+        params = ContourTreeParams(c.fine_semantic, c.coarse_semantic, c.region_semantic, c.switch_regions)
+        tree = clock.lap("tree", ContourTree.build(edges, semantic, params, lambda labels: region_sums(pixels, labels)))
+        maps = [tree.cut_altitude(a) for a in sorted(c.level_altitudes)]
+        segment_map, groups = maps[0], [level_of_segments(maps[0], m) for m in maps[1:]]
+        sums = region_sums(pixels, segment_map)
+        level_embeddings = [unit_rows(chain_sums(sums, chain)) for chain in segment_chains(groups)]
+        meta = {"checkpoint": self.checkpoint_hash, "work_size": list(work.shape[:2]),
+                "edge_size": list(edges.shape), "hierarchy": "contour"}
+        prediction = build_prediction(segment_map, groups, level_embeddings, image.shape[:2], meta)
+        clock.lap("levels", None)
+        prediction.meta["seconds"] = clock.seconds
+        return prediction, tree
+
+
+class Stopwatch:
+    """Seconds between successive `lap` calls, by name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str, value):
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 4)
+        self._last = now
+        return value
 
 
 def make_extractor(predictor: HSGPredictor, max_side: int = 0):

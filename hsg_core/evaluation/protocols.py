@@ -15,23 +15,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from ..types import Prediction
 from .baselines import BaselineFactory, baseline_factories
-from .datasets import Dataset, Sample
+from .curves import CurveEvaluation
+from .datasets import BSDSDataset, Dataset, Sample
 from .metrics import covering_counts, nf_covering
 from .transfer import PrototypeMemory, RegionClasses, hungarian_cluster_scores, knn_transfer_scores
 
 LOG = logging.getLogger(__name__)
 HSG = "hsg"  # method name of the predictor in the reports
+CURVE_BASELINES = ("hed_ucm", "gradient_ucm", "gradient_ucm_area", "gpb_ucm")  # hierarchies cut at any count
 
 
 class Predictor(Protocol):
     def predict(self, image: np.ndarray) -> Prediction: ...
+
+
+Cutter = Callable[[int], np.ndarray]  # n -> [H, W] the hierarchy's finest cut with <= n regions
 
 
 def image_scores(label_map: np.ndarray, ground_truths: list[np.ndarray], void: int | None,
@@ -91,9 +96,15 @@ class LevelScores:
 class HierarchyEvaluation:
     """Scores HSG's levels and every baseline cut at the same region counts."""
 
+    wants_cuts = True  # run_predictor passes the hierarchy's cutter when the predictor has one
+
     def __init__(self, baselines: dict[str, BaselineFactory], void: int | None,
-                 background: tuple[int, ...]) -> None:
+                 background: tuple[int, ...], curves: CurveEvaluation | None = None,
+                 ucm2: Callable[[Sample], np.ndarray] | None = None) -> None:
+        """`curves`: also score every scale (ODS/OIS) of HSG and of the UCM baselines; `ucm2`: the
+        sample's gPb-owt-ucm map, scored at its native thresholds too."""
         self.baselines, self.void, self.background = baselines, void, background
+        self.curves, self.ucm2 = curves, ucm2
         self.scores = {name: LevelScores() for name in (HSG, *baselines)}
         self.seconds = {name: 0.0 for name in baselines}
 
@@ -101,28 +112,39 @@ class HierarchyEvaluation:
         """Add one image's level maps to method `name`'s scores."""
         self.scores.setdefault(name, LevelScores()).add(maps, sample.ground_truths, self.void, self.background)
 
-    def add(self, sample: Sample, prediction: Prediction) -> None:
+    def add(self, sample: Sample, prediction: Prediction, cut: Cutter | None = None) -> None:
         self.score(HSG, sample, [level.label_map for level in prediction.levels])
         counts = [level.num_regions for level in prediction.levels]
+        if self.curves is not None and cut is not None:
+            self.curves.add_counts(HSG, cut, sample.ground_truths)
         for name, make in self.baselines.items():
             start = time.perf_counter()
             baseline = make(sample)
             cuts = [baseline.cut(n) for n in counts]
             self.seconds[name] += time.perf_counter() - start
             self.score(name, sample, cuts)
+            if self.curves is not None and name in CURVE_BASELINES:
+                self.curves.add_counts(name, baseline.cut, sample.ground_truths)
+        if self.curves is not None and self.ucm2 is not None:
+            self.curves.add_thresholds("gpb_ucm (thresholds)", self.ucm2(sample), sample.ground_truths)
 
     def summary(self) -> dict:
         return {name: scores.summary() for name, scores in self.scores.items()}
 
 
 class MethodScores:
-    """Consumer that scores another predictor's levels as one more method (no baselines)."""
+    """Consumer that scores another predictor's levels as one more method (no baselines), and its
+    every scale when the evaluation keeps curves and the predictor has a tree."""
+
+    wants_cuts = True
 
     def __init__(self, evaluation: HierarchyEvaluation, name: str) -> None:
         self.evaluation, self.name = evaluation, name
 
-    def add(self, sample: Sample, prediction: Prediction) -> None:
+    def add(self, sample: Sample, prediction: Prediction, cut: Cutter | None = None) -> None:
         self.evaluation.score(self.name, sample, [level.label_map for level in prediction.levels])
+        if self.evaluation.curves is not None and cut is not None:
+            self.evaluation.curves.add_counts(self.name, cut, sample.ground_truths)
 
 
 class RegionCollector:
@@ -142,33 +164,50 @@ class RegionCollector:
 def run_predictor(predictor: Predictor, dataset: Dataset, consumers: Sequence) -> float:
     """Predict every sample once and hand (sample, prediction) to each consumer; returns seconds in predict."""
     seconds = 0.0
+    with_cuts = hasattr(predictor, "predict_tree") and any(getattr(c, "wants_cuts", False) for c in consumers)
     for index, sample in enumerate(dataset):
         start = time.perf_counter()
-        prediction = predictor.predict(sample.image)
+        cut = None
+        if with_cuts:
+            prediction, cut = predictor.predict_tree(sample.image)
+        else:
+            prediction = predictor.predict(sample.image)
         seconds += time.perf_counter() - start
         if tuple(prediction.image_size) != sample.image.shape[:2]:
             raise ValueError(f"{sample.id}: prediction is {prediction.image_size}, image is "
                              f"{sample.image.shape[:2]}")
         for consumer in consumers:
-            consumer.add(sample, prediction)
+            if getattr(consumer, "wants_cuts", False):
+                consumer.add(sample, prediction, cut)
+            else:
+                consumer.add(sample, prediction)
         LOG.info("%s %d/%d: regions per level %s", sample.id, index + 1, len(dataset),
                  [lv.num_regions for lv in prediction.levels])
     return seconds
 
 
 def evaluate_hierarchy(predictor: Predictor, dataset: Dataset, baselines: Sequence[str] = (),
-                       others: dict[str, Predictor] | None = None) -> dict:
-    """The hierarchy protocol: {"covering": {method: summary}, "seconds": {method: s}}.
+                       others: dict[str, Predictor] | None = None, curves: bool = False) -> dict:
+    """The hierarchy protocol: {"covering": {method: summary}, "seconds": {method: s}}, and with
+    `curves` {"curves": {method: ODS/OIS summary}} over every scale (`hsg_core.evaluation.curves`)
+    of the predictor (when it has `predict_tree`) and of the UCM baselines.
 
     `others`: more predictors (e.g. other checkpoints), scored on the same images as methods
     "hsg:<name>"; the baselines stay matched to `predictor`'s region counts.
     """
+    ucm2 = None
+    if curves and "gpb_ucm" in baselines and isinstance(dataset, BSDSDataset):
+        ucm2 = lambda sample: dataset.ucm2(sample.id)  # noqa: E731
+    curve_evaluation = CurveEvaluation() if curves else None
     evaluation = HierarchyEvaluation(baseline_factories(list(baselines), dataset), dataset.void,
-                                     dataset.background)
+                                     dataset.background, curve_evaluation, ucm2)
     seconds = {HSG: run_predictor(predictor, dataset, [evaluation])}
     for name, other in (others or {}).items():
         seconds[f"{HSG}:{name}"] = run_predictor(other, dataset, [MethodScores(evaluation, f"{HSG}:{name}")])
-    return {"covering": evaluation.summary(), "seconds": {**seconds, **evaluation.seconds}}
+    result = {"covering": evaluation.summary(), "seconds": {**seconds, **evaluation.seconds}}
+    if curve_evaluation is not None:
+        result["curves"] = curve_evaluation.summary()
+    return result
 
 
 def transfer_summary(memory: list[list[RegionClasses]], test: list[list[RegionClasses]], k: int) -> list[dict]:

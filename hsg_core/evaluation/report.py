@@ -55,6 +55,14 @@ def covering_tables(covering: dict) -> list[str]:
     return lines
 
 
+def curve_table(curves: dict) -> list[str]:
+    """Markdown: ODS and OIS over every scale of each hierarchy, and the scale ODS was found at."""
+    lines = [_row("method", "scale", "ODS covering (at)", "OIS covering"), _row(*["---"] * 4)]
+    for name, c in curves.items():
+        lines.append(_row(name, c["unit"], f"{_num(c['ods'])} ({c['ods_at']:g})", _num(c["ois"])))
+    return lines
+
+
 def transfer_table(rows: list[dict]) -> list[str]:
     """Markdown: per level, kNN label transfer and Hungarian matching (percent)."""
     lines = [_row("level", "memory prototypes", "kNN mIoU", "kNN pixel acc.", "Hungarian mIoU",
@@ -79,6 +87,9 @@ def to_markdown(report: dict) -> str:
              f"- wall time: {report['wall_seconds']:.1f} s ({seconds})", "",
              "## Covering (in [0, 1]; baselines cut at HSG's region count per level and image)", ""]
     lines += covering_tables(results["covering"])
+    if results.get("curves"):
+        lines += ["", "## Covering over every scale (ODS: one scale for the data set; OIS: per image)", ""]
+        lines += curve_table(results["curves"])
     if "label_transfer" in results:
         classes, k = results["num_classes"], results["k"]
         lines += ["", f"## Semantic labels (percent; {classes} classes, kNN k = {k})", ""]

@@ -37,12 +37,13 @@ def _report(title: str, dataset: dict, checkpoint: str, predictor: Predictor, ha
 
 def run_bsds(load_predictor: Callable[[], Predictor], root: str | Path, out: str | Path, *, split: str = "val",
              limit: int | None = None, baselines: str = "all", checkpoint: str = "",
-             hardware: dict | None = None,
-             compare: dict[str, Callable[[], Predictor]] | None = None) -> tuple[dict, Path, Path]:
+             hardware: dict | None = None, compare: dict[str, Callable[[], Predictor]] | None = None,
+             curves: bool = True) -> tuple[dict, Path, Path]:
     """Hierarchy protocol on BSDS500 `split`; writes `bsds_<split>.json` / `.md` into `out`.
 
     `baselines`: "all" (gpb_ucm included when the split has ucm2 maps), "none", or names.
     `compare`: name -> loader of another predictor, scored as method "hsg:<name>".
+    `curves`: also ODS/OIS over every scale (`curves`) of HSG's contour tree and the UCM baselines.
     Returns the report and the two paths.
     """
     start = time.perf_counter()
@@ -52,7 +53,7 @@ def run_bsds(load_predictor: Callable[[], Predictor], root: str | Path, out: str
     baseline_factories(names, dataset)  # unknown names / missing ucm2 fail before the model loads
     predictor = load_predictor()
     others = {name: load() for name, load in (compare or {}).items()}
-    results = evaluate_hierarchy(predictor, dataset, names, others)
+    results = evaluate_hierarchy(predictor, dataset, names, others, curves=curves)
     info = {"name": "BSDS500", "root": str(root), "split": split, "images": len(dataset), "baselines": names,
             "compared": {name: getattr(p, "checkpoint_hash", "") for name, p in others.items()}}
     report = _report(f"HSG evaluation: BSDS500 {split} ({len(dataset)} images)", info, checkpoint, predictor,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hsg_core.config import OversegConfig
-from hsg_core.overseg import OversegCache, UCMHierarchy, gradient_edges, hed_edges, oversegment
+from hsg_core.overseg import OversegCache, UCMHierarchy, edge_map, gradient_edges, hed_edges, oversegment
 from hsg_core.overseg.hed import read_hed
 from tests.conftest import make_shapes_image
 
@@ -118,3 +118,20 @@ def test_ordering_is_validated_and_part_of_the_cache_key(tmp_path):
     cache = OversegCache(tmp_path)
     oversegment(image, OversegConfig(method="gradient_ucm", max_regions=10), cache=cache)
     assert cache.get(image, OversegConfig(method="gradient_ucm", max_regions=10, ucm_ordering="area")) is None
+
+
+def test_edge_map_cache_round_trip_keyed_by_method_only(tmp_path):
+    image = make_shapes_image(np.random.default_rng(8), 30, 40)
+    cfg = OversegConfig(method="gradient_ucm", max_regions=12)
+    cache = OversegCache(tmp_path)
+    fresh = edge_map(image, cfg)
+    cached = edge_map(image, cfg, cache=cache)
+    assert fresh.dtype == np.float32 and np.array_equal(fresh, cached)  # float16-rounded either way
+    assert np.array_equal(fresh, fresh.astype(np.float16).astype(np.float32))
+    assert np.array_equal(cache.get_edges(image, OversegConfig(method="gradient_ucm", max_regions=99)), fresh)
+    assert cache.get_edges(image, OversegConfig(method="hed_ucm")) is None  # another edge detector
+    cache.path(image, cfg, "edges").write_bytes(b"broken")
+    assert cache.get_edges(image, cfg) is None
+    assert np.array_equal(edge_map(image, cfg, cache=cache), fresh)
+    with pytest.raises(ValueError, match="'slic' has no edge map"):
+        edge_map(image, OversegConfig(method="slic"))

@@ -62,3 +62,52 @@ def test_load_predictor_round_trip_and_nan_weights(tmp_path):
     atomic_torch_save({"format": FORMAT, "config": cfg.to_dict(), "model": state, "step": 0}, bad)
     with pytest.raises(ValueError, match="nan.pt: the model produced non-finite embeddings"):
         load_predictor(bad, "cpu").predict(np.zeros((20, 30, 3), np.uint8))
+
+
+@pytest.fixture(scope="module")
+def contour_predictor():
+    torch.manual_seed(0)
+    cfg = load_config("tiny", ["overseg.cache=false", "overseg.method=gradient_ucm",
+                               "grouping.infer_hierarchy=contour", "contour.switch_regions=12",
+                               "contour.level_altitudes=[0.0,1.0,1.2,10.0]"])
+    return HSGPredictor(HSG(cfg), work_side=96)
+
+
+def test_contour_hierarchy_levels_are_nested_cuts_of_one_tree(contour_predictor):
+    image = make_shapes_image(np.random.default_rng(4), 70, 110)
+    pred, cut = contour_predictor.predict_tree(image)
+    assert contour_predictor.num_levels == pred.num_levels == 4 and pred.meta["hierarchy"] == "contour"
+    assert set(pred.meta["seconds"]) == {"edges", "features", "tree", "levels"}
+    for level in pred.levels:
+        assert level.label_map.shape == (70, 110)
+        assert np.allclose(np.linalg.norm(level.embeddings, axis=1), 1, atol=1e-4)
+        assert level.areas.sum() == 70 * 110 and (level.areas > 0).all()
+        n = level.num_regions
+        same = np.unique(np.stack([level.label_map.ravel(), cut(n).ravel()]), axis=1)
+        assert same.shape[1] == n == np.unique(cut(n)).size  # the tree's cut with that many regions
+    for fine, coarse in zip(pred.levels, pred.levels[1:]):
+        assert np.array_equal(coarse.label_map, fine.parents[fine.label_map])
+    # altitude 0: every watershed basin; 1.0: the fine stage's hand-over cut (<= 12); 10: one region
+    assert pred.levels[0].num_regions > 12 >= pred.levels[1].num_regions and pred.levels[-1].num_regions == 1
+    again = contour_predictor.predict(image)
+    assert all(np.array_equal(a.label_map, b.label_map) for a, b in zip(pred.levels, again.levels))
+
+
+def test_region_embedding_is_the_mean_of_its_pixels(contour_predictor):
+    image = make_shapes_image(np.random.default_rng(5), 60, 60)
+    pred = contour_predictor.predict(image)
+    fine, coarse = pred.levels[0], pred.levels[1]
+    for region in range(coarse.num_regions):  # the coarse direction is the area-weighted child mean's
+        members = np.flatnonzero(fine.parents == region)
+        weighted = (fine.embeddings[members] * fine.areas[members, None]).sum(0)
+        assert (fine.embeddings[members] @ coarse.embeddings[region]).max() > 0.3
+        assert np.dot(weighted / np.linalg.norm(weighted), coarse.embeddings[region]) > 0.9
+
+
+def test_contour_hierarchy_needs_an_edge_map():
+    cfg = load_config("tiny", ["overseg.cache=false", "grouping.infer_hierarchy=contour"])  # tiny: SLIC
+    with pytest.raises(ValueError, match="overseg.method 'slic' has no edge map"):
+        HSGPredictor(HSG(cfg), work_side=64).predict(np.zeros((30, 40, 3), np.uint8))
+    transformers = HSGPredictor(HSG(load_config("tiny", ["overseg.cache=false"])), work_side=64)
+    pred, cut = transformers.predict_tree(make_shapes_image(np.random.default_rng(6), 40, 50))
+    assert cut is None and pred.num_levels == 3

@@ -1,0 +1,46 @@
+"""Region features from pixel features: a grid upsampled to pixels, sums per region, sums up a chain.
+
+Region embeddings are the unit mean of their pixels' unit embeddings; keeping per-region *sums*
+lets every coarser level add its children's sums instead of revisiting the pixels.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import sparse
+
+
+def grid_to_pixels(grid: torch.Tensor, valid: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """Unit features of a [D, gh, gw] grid whose first `valid` (rows, cols) cells hold the image,
+    resized bilinearly to [H, W] -> [H*W, D] float32 numpy."""
+    padded = (round(size[0] * grid.shape[1] / valid[0]), round(size[1] * grid.shape[2] / valid[1]))
+    up = F.interpolate(grid[None].float(), size=padded, mode="bilinear", align_corners=False)[0]
+    up = F.normalize(up[:, :size[0], :size[1]], dim=0)
+    return up.reshape(up.shape[0], -1).t().cpu().numpy()
+
+
+def region_sums(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[N, D] pixel features and [H, W] labels 0..R-1 -> [R, D] float64 per-region sums."""
+    flat = labels.ravel()
+    membership = sparse.csr_matrix((np.ones(flat.size), (flat, np.arange(flat.size))),
+                                   shape=(int(flat.max()) + 1, flat.size))
+    return np.asarray(membership @ pixels, dtype=np.float64)
+
+
+def level_of_segments(segments: np.ndarray, level_map: np.ndarray) -> np.ndarray:
+    """[S] the `level_map` region of each segment 0..S-1 of `segments` (maps nested, both [H, W])."""
+    groups = np.zeros(int(segments.max()) + 1, dtype=np.int64)
+    groups[segments.ravel()] = level_map.ravel()
+    return groups
+
+
+def chain_sums(segment_sums: np.ndarray, chain: np.ndarray) -> np.ndarray:
+    """[S, D] sums per segment and [S] region of each segment -> [N, D] sums per region."""
+    out = np.zeros((int(chain.max()) + 1, segment_sums.shape[1]))
+    np.add.at(out, chain, segment_sums)
+    return out
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
