@@ -65,8 +65,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def checkpoint_config(data: dict[str, Any], path: str | os.PathLike) -> HSGConfig:
+    """The config stored in a checkpoint, with fields added since it was written set to what the
+    checkpoint was trained with (a ResNet without `dilation_rule` used the "stage" rule)."""
+    stored = data["config"]
+    model = stored.get("model") if isinstance(stored, dict) else None
+    if isinstance(model, dict) and "dilation_rule" not in model and str(model.get("backbone", "")).startswith("resnet"):
+        stored = {**stored, "model": {**model, "dilation_rule": "stage"}}
     try:
-        return HSGConfig.from_dict(data["config"])
+        return HSGConfig.from_dict(stored)
     except (ConfigError, TypeError) as err:
         raise CheckpointError(f"{path}: stored config does not match this version ({err})") from err
 

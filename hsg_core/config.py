@@ -32,6 +32,10 @@ class ModelConfig:
     embedding_dim: int = 128  # D of the unit pixel embeddings
     head_hidden: int = 2048  # width of the 1x1 conv -> BN -> ReLU before the embedding conv
     resnet_width: int = 64  # ResNet base width (64 = torchvision layout; smaller only for tests)
+    # ResNet: the first 3x3 conv of a dilated stage keeps the "previous" stage's dilation (torchvision, the
+    # original: OS8 = OS16 at shared positions), or takes the "stage"'s (this project before Dec 2026;
+    # checkpoints without this field were trained so and keep it, see checkpoint_config)
+    dilation_rule: str = "previous"
 
 
 @dataclass
@@ -76,6 +80,9 @@ class ContourConfig:
     coarse_semantic: float = 0.5  # coarse stage: (1 - a) * edges + a * change
     region_semantic: float = 0.5  # coarse merges add this * (1 - cos) of region embeddings
     switch_regions: int = 48  # the fine stage's cut with at most this many regions starts the coarse one
+    # region embedding stored per region: "embedding" (unit mean of the HSG head's pixel embeddings) or
+    # "embedding+backbone" (that, concatenated with the unit mean of the backbone's patch features)
+    region_descriptor: str = "embedding"
     # level l = the tree's cut at this altitude (fine stage in [0, 1], coarse stage above 1): the median
     # altitudes of the cuts with 64/32/16/8/4/2 regions on BSDS train; per image the counts adapt
     level_altitudes: tuple[float, ...] = (0.049, 1.157, 1.283, 1.401, 1.507, 1.633)

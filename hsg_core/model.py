@@ -87,8 +87,9 @@ class HSG(nn.Module):
         super().__init__()
         self.config = config
         m, g = config.model, config.grouping
+        options = {"dilation_rule": m.dilation_rule} if m.backbone.startswith("resnet") else {}
         self.backbone = create_backbone(m.backbone, init=m.backbone_init, freeze=m.freeze_backbone,
-                                        output_stride=m.train_output_stride, width=m.resnet_width)
+                                        output_stride=m.train_output_stride, width=m.resnet_width, **options)
         self.head = EmbeddingHead(self.backbone.out_channels, m.head_hidden, m.embedding_dim)
         self.position = PositionEmbeddingLearned(m.embedding_dim, g.position_table)
         self.levels = nn.ModuleList([

@@ -27,7 +27,8 @@ from .hierarchy import build_prediction, resize_nearest, segment_chains
 from .images import ImageReadError, check_rgb, downscale_to, load_image
 from .model import HSG
 from .overseg import OversegCache, edge_map, oversegment
-from .region_pooling import chain_sums, grid_to_pixels, level_of_segments, region_sums, unit_rows
+from .region_pooling import (chain_sums, grid_to_pixels, level_of_segments, patch_overlap, region_sums,
+                             unit_rows)
 from .semantic_edges import semantic_edges
 from .segments import grid_initial_labels, intersect_segments, location_features, segment_means, spherical_kmeans
 from .types import Prediction
@@ -164,6 +165,7 @@ class HSGPredictor:
         meta["seconds"] holds the time of each stage: edges (HED), features (backbone + head),
         tree (semantic edge map + both stages), levels (cuts and region embeddings)."""
         c, clock = self.config.contour, Stopwatch()
+        check_contour_config(c)
         work, edge_image = downscale_to(image, self.work_side), downscale_to(image, c.edge_side)
         edges = clock.lap("edges", edge_map(edge_image, self.config.overseg, cache=self.cache, device=self.device))
         backbone, embeddings = clock.lap("features", self._features(work))
@@ -176,14 +178,37 @@ class HSGPredictor:
         tree = clock.lap("tree", ContourTree.build(edges, semantic, params, lambda labels: region_sums(pixels, labels)))
         maps = [tree.cut_altitude(a) for a in sorted(c.level_altitudes)]
         segment_map, groups = maps[0], [level_of_segments(maps[0], m) for m in maps[1:]]
-        sums = region_sums(pixels, segment_map)
-        level_embeddings = [unit_rows(chain_sums(sums, chain)) for chain in segment_chains(groups)]
+        level_embeddings = self._descriptors(segment_map, segment_chains(groups), pixels, backbone, valid)
         meta = {"checkpoint": self.checkpoint_hash, "work_size": list(work.shape[:2]),
                 "edge_size": list(edges.shape), "hierarchy": "contour"}
         prediction = build_prediction(segment_map, groups, level_embeddings, image.shape[:2], meta)
         clock.lap("levels", None)
         prediction.meta["seconds"] = clock.seconds
         return prediction, tree
+
+
+    def _descriptors(self, segment_map: np.ndarray, chains: list[np.ndarray], pixels: np.ndarray,
+                     backbone: torch.Tensor, valid: tuple[float, float]) -> list[np.ndarray]:
+        """Per level [N_l, D'] unit region descriptors (`contour.region_descriptor`) from level-0 sums."""
+        sums = region_sums(pixels, segment_map)
+        embeddings = [unit_rows(chain_sums(sums, chain)) for chain in chains]
+        if self.config.contour.region_descriptor == "embedding":
+            return embeddings
+        grid = F.normalize(backbone.float(), dim=0).flatten(1).t().cpu().numpy()  # [P, C]
+        patch_sums = patch_overlap(segment_map, tuple(backbone.shape[1:]), valid) @ grid
+        return [unit_rows(np.concatenate([e, unit_rows(chain_sums(patch_sums, chain))], 1))
+                for e, chain in zip(embeddings, chains)]
+
+
+CONTOUR_CHOICES = {"semantic_features": ("backbone", "embedding"),
+                   "region_descriptor": ("embedding", "embedding+backbone")}
+
+
+def check_contour_config(c) -> None:
+    """One-line errors for contour settings outside their choices."""
+    for name, choices in CONTOUR_CHOICES.items():
+        if getattr(c, name) not in choices:
+            raise ValueError(f"contour.{name} must be one of {', '.join(choices)}, got {getattr(c, name)!r}")
 
 
 class Stopwatch:

@@ -44,3 +44,15 @@ def chain_sums(segment_sums: np.ndarray, chain: np.ndarray) -> np.ndarray:
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def patch_overlap(labels: np.ndarray, grid_shape: tuple[int, int], valid: tuple[float, float]) -> sparse.csr_matrix:
+    """[R, gh*gw] pixel counts of each region 0..R-1 of `labels` [H, W] in each cell of a patch grid
+    whose first `valid` (rows, cols) cells cover the labels (a region's patches, area-weighted)."""
+    h, w = labels.shape
+    rows = np.minimum((np.arange(h) + 0.5) * valid[0] / h, grid_shape[0] - 1).astype(np.int64)
+    cols = np.minimum((np.arange(w) + 0.5) * valid[1] / w, grid_shape[1] - 1).astype(np.int64)
+    cells = (rows[:, None] * grid_shape[1] + cols[None, :]).ravel()
+    flat = labels.ravel()
+    return sparse.csr_matrix((np.ones(flat.size), (flat, cells)),
+                             shape=(int(flat.max()) + 1, grid_shape[0] * grid_shape[1]))

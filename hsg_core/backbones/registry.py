@@ -25,7 +25,7 @@ def list_backbones() -> list[str]:
 
 
 def create_backbone(name: str, *, init: str = "none", freeze: bool = False, output_stride: int = 16,
-                    width: int = 64) -> nn.Module:
+                    width: int = 64, **options) -> nn.Module:
     """Build a registered backbone.
 
     Args:
@@ -35,10 +35,11 @@ def create_backbone(name: str, *, init: str = "none", freeze: bool = False, outp
         freeze: no gradients, and the module stays in eval mode.
         output_stride: ResNet only (8, 16 or 32).
         width: ResNet base width (64 = torchvision).
+        options: passed to the builder (ResNets: `dilation_rule`).
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}")
-    model = _REGISTRY[name](init=init, output_stride=output_stride, width=width)
+    model = _REGISTRY[name](init=init, output_stride=output_stride, width=width, **options)
     if freeze:
         model.freeze()
     return model

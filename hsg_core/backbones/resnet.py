@@ -4,6 +4,13 @@ Output stride 16 (training, as the original: strides [1, 2, 2, 1], dilations [1,
 8 (inference: strides [1, 2, 1, 1], dilations [1, 1, 2, 4]) from the same weights; the switch
 only changes convolution strides, dilations and paddings. ResNet-50's last stage uses the
 multigrid [1, 2, 4] on its blocks.
+
+Dilation rule "previous" (torchvision's `replace_stride_with_dilation`, and the original): the first
+3x3 convolution of a stage — the one that would stride — keeps the previous stage's dilation and
+every later one takes the stage's, so the OS8 network computes, at every other position, exactly
+what the OS16 network computes. Rule "stage" gave the first convolution the stage's dilation too:
+a different function per output stride; it was this project's rule before December 2026, and
+checkpoints trained with it keep it (`ModelConfig.dilation_rule`).
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from .registry import FreezableMixin, register
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STAGE_LAYOUT = {8: ((1, 2, 1, 1), (1, 1, 2, 4)), 16: ((1, 2, 2, 1), (1, 1, 1, 2)), 32: ((1, 2, 2, 2), (1, 1, 1, 1))}
+DILATION_RULES = ("previous", "stage")
 
 
 class BasicBlock(nn.Module):
@@ -72,8 +80,12 @@ class ResNetFCN(FreezableMixin, nn.Module):
 
     mean, std = IMAGENET_MEAN, IMAGENET_STD
 
-    def __init__(self, block: type, depths: tuple[int, ...], *, width: int = 64, output_stride: int = 16) -> None:
+    def __init__(self, block: type, depths: tuple[int, ...], *, width: int = 64, output_stride: int = 16,
+                 dilation_rule: str = "previous") -> None:
         super().__init__()
+        if dilation_rule not in DILATION_RULES:
+            raise ValueError(f"model.dilation_rule must be one of {', '.join(DILATION_RULES)}, got {dilation_rule!r}")
+        self.dilation_rule = dilation_rule
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -103,22 +115,31 @@ class ResNetFCN(FreezableMixin, nn.Module):
     def output_stride(self) -> int:
         return self._output_stride
 
+    def dilation_table(self, stride: int) -> list[list[list[int]]]:
+        """Per stage, per block, the dilation of each 3x3 convolution at output stride `stride`."""
+        strides, dilations = STAGE_LAYOUT[stride]
+        table, previous = [], 1
+        for i, d in enumerate(dilations):
+            stage = []
+            for j, blk in enumerate(getattr(self, f"layer{i + 1}")):
+                rate = d * (self.multigrid[min(j, len(self.multigrid) - 1)] if i == 3 else 1)
+                first = previous if (j == 0 and self.dilation_rule == "previous") else rate
+                stage.append([first] + [rate] * (len(blk.spatial_convs()) - 1))
+            table.append(stage)
+            previous = d
+        return table
+
     def set_output_stride(self, stride: int) -> None:
         """Switch between OS 8/16/32 by changing strides and dilations in place (same weights)."""
         if stride not in STAGE_LAYOUT:
             raise ValueError(f"output stride must be one of {sorted(STAGE_LAYOUT)}, got {stride}")
-        strides, dilations = STAGE_LAYOUT[stride]
-        for i, (s, d) in enumerate(zip(strides, dilations)):
-            layer = getattr(self, f"layer{i + 1}")
-            for j, blk in enumerate(layer):
-                rate = d * (self.multigrid[min(j, len(self.multigrid) - 1)] if i == 3 else 1)
-                first = j == 0
-                conv = blk.spatial_convs()[0]
-                conv.stride = (s, s) if first else (1, 1)
-                conv.dilation, conv.padding = (rate, rate), (rate, rate)
-                for other in blk.spatial_convs()[1:]:
-                    other.dilation, other.padding = (rate, rate), (rate, rate)
-                if first and blk.downsample is not None:
+        strides = STAGE_LAYOUT[stride][0]
+        for i, (s, stage) in enumerate(zip(strides, self.dilation_table(stride))):
+            for j, (blk, rates) in enumerate(zip(getattr(self, f"layer{i + 1}"), stage)):
+                for k, (conv, rate) in enumerate(zip(blk.spatial_convs(), rates)):
+                    conv.stride = (s, s) if (j == 0 and k == 0) else (1, 1)
+                    conv.dilation, conv.padding = (rate, rate), (rate, rate)
+                if j == 0 and blk.downsample is not None:
                     blk.downsample[0].stride = (s, s)
         self._output_stride = stride
 
@@ -149,8 +170,9 @@ def load_torchvision_state(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(state)
 
 
-def _build(block: type, depths: tuple[int, ...], init: str, output_stride: int, width: int) -> ResNetFCN:
-    model = ResNetFCN(block, depths, width=width, output_stride=output_stride)
+def _build(block: type, depths: tuple[int, ...], init: str, output_stride: int, width: int,
+           dilation_rule: str) -> ResNetFCN:
+    model = ResNetFCN(block, depths, width=width, output_stride=output_stride, dilation_rule=dilation_rule)
     if init == "fetched":
         raise ValueError("no fetched ResNet weights exist: use init 'none' (from scratch, as the paper) "
                          "or a path to a torchvision-style state dict")
@@ -160,15 +182,18 @@ def _build(block: type, depths: tuple[int, ...], init: str, output_stride: int, 
 
 
 @register("resnet18_fcn")
-def resnet18_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64) -> ResNetFCN:
-    return _build(BasicBlock, (2, 2, 2, 2), init, output_stride, width)
+def resnet18_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64,
+              dilation_rule: str = "previous") -> ResNetFCN:
+    return _build(BasicBlock, (2, 2, 2, 2), init, output_stride, width, dilation_rule)
 
 
 @register("resnet34_fcn")
-def resnet34_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64) -> ResNetFCN:
-    return _build(BasicBlock, (3, 4, 6, 3), init, output_stride, width)
+def resnet34_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64,
+              dilation_rule: str = "previous") -> ResNetFCN:
+    return _build(BasicBlock, (3, 4, 6, 3), init, output_stride, width, dilation_rule)
 
 
 @register("resnet50_fcn")
-def resnet50_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64) -> ResNetFCN:
-    return _build(Bottleneck, (3, 4, 6, 3), init, output_stride, width)
+def resnet50_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64,
+              dilation_rule: str = "previous") -> ResNetFCN:
+    return _build(Bottleneck, (3, 4, 6, 3), init, output_stride, width, dilation_rule)

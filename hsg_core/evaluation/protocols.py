@@ -76,6 +76,11 @@ class LevelScores:
         self.nfc.append(np.array([s[2] for s in scores]))
         self.regions.append(np.array([np.unique(m).size for m in level_maps]))
 
+    def extend(self, other: LevelScores) -> None:
+        """Append the images another LevelScores holds (e.g. one scored in a worker process)."""
+        for name in ("covered", "pixels", "nfc", "regions"):
+            getattr(self, name).extend(getattr(other, name))
+
     def summary(self) -> dict:
         """Per-level means and the ODS-like / OIS-like covering (covering and NFCovering in [0, 1])."""
         covered, pixels = np.stack(self.covered), max(sum(self.pixels), 1)  # [I, L]

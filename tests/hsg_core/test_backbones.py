@@ -82,3 +82,52 @@ def test_dinov2_bad_weight_file(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="x.onnx: not a readable ONNX file"):
         create_backbone("dinov2_vits14", init=str(bad))
+
+
+# torchvision's replace_stride_with_dilation, written out by hand: the first 3x3 conv of a stage keeps the
+# previous stage's dilation, the others take the stage's; ResNet-50's last stage multiplies by [1, 2, 4].
+TORCHVISION_DILATIONS = {
+    ("resnet50_fcn", 8): [[[1]] * 3, [[1]] * 4, [[1]] + [[2]] * 5, [[2], [8], [16]]],
+    ("resnet50_fcn", 16): [[[1]] * 3, [[1]] * 4, [[1]] * 6, [[1], [4], [8]]],
+    ("resnet50_fcn", 32): [[[1]] * 3, [[1]] * 4, [[1]] * 6, [[1], [2], [4]]],
+    ("resnet18_fcn", 8): [[[1, 1]] * 2, [[1, 1]] * 2, [[1, 2], [2, 2]], [[2, 4], [4, 4]]],
+    ("resnet18_fcn", 16): [[[1, 1]] * 2, [[1, 1]] * 2, [[1, 1]] * 2, [[1, 2], [2, 2]]],
+    ("resnet18_fcn", 32): [[[1, 1]] * 2] * 4,
+}
+
+
+@pytest.mark.parametrize("name, stride", sorted(TORCHVISION_DILATIONS))
+def test_dilation_table_is_torchvisions(name, stride):
+    model = create_backbone(name, width=8, output_stride=stride)
+    assert model.dilation_table(stride) == TORCHVISION_DILATIONS[(name, stride)]
+    for stage, rates in zip((model.layer1, model.layer2, model.layer3, model.layer4), model.dilation_table(stride)):
+        assert [[c.dilation[0] for c in blk.spatial_convs()] for blk in stage] == rates
+
+
+@pytest.mark.parametrize("name", ["resnet18_fcn", "resnet50_fcn"])
+def test_os8_computes_what_os16_computes_at_shared_positions(name):
+    torch.manual_seed(0)
+    model = create_backbone(name, width=8).eval()
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        model.set_output_stride(16)
+        os16 = model(x)
+        model.set_output_stride(8)
+        os8 = model(x)[..., ::2, ::2]
+    assert os8.shape == os16.shape
+    interior = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # zero padding differs at the border
+    error = (os8 - os16)[interior].norm() / os16[interior].norm()
+    assert error < 1e-5, error
+    old = create_backbone(name, width=8, dilation_rule="stage").eval()
+    old.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        old.set_output_stride(16)
+        before = old(x)
+        old.set_output_stride(8)
+        after = old(x)[..., ::2, ::2]
+    assert ((after - before)[interior].norm() / before[interior].norm()) > 0.01  # the rule this fixes
+
+
+def test_unknown_dilation_rule_is_refused():
+    with pytest.raises(ValueError, match="model.dilation_rule must be one of previous, stage"):
+        create_backbone("resnet18_fcn", width=8, dilation_rule="torch")

@@ -111,3 +111,44 @@ def test_contour_hierarchy_needs_an_edge_map():
     transformers = HSGPredictor(HSG(load_config("tiny", ["overseg.cache=false"])), work_side=64)
     pred, cut = transformers.predict_tree(make_shapes_image(np.random.default_rng(6), 40, 50))
     assert cut is None and pred.num_levels == 3
+
+
+def test_backbone_descriptors_append_the_backbone_mean():
+    torch.manual_seed(0)
+    overrides = ["overseg.cache=false", "overseg.method=gradient_ucm", "grouping.infer_hierarchy=contour",
+                 "contour.switch_regions=12", "contour.level_altitudes=[0.0,1.2]"]
+    model = HSG(load_config("tiny", overrides))
+    plain = HSGPredictor(model, work_side=96)
+    both = HSGPredictor(HSG(load_config("tiny", overrides + ["contour.region_descriptor=embedding+backbone"])),
+                        work_side=96)
+    both.model.load_state_dict(model.state_dict())
+    image = make_shapes_image(np.random.default_rng(7), 50, 70)
+    a, b = plain.predict(image), both.predict(image)
+    dim, extra = a.levels[0].embeddings.shape[1], model.backbone.out_channels
+    for la, lb in zip(a.levels, b.levels):
+        assert np.array_equal(la.label_map, lb.label_map)  # the descriptor never changes the regions
+        assert lb.embeddings.shape == (la.num_regions, dim + extra)
+        assert np.allclose(np.linalg.norm(lb.embeddings, axis=1), 1, atol=1e-4)
+        head = lb.embeddings[:, :dim] / np.linalg.norm(lb.embeddings[:, :dim], axis=1, keepdims=True)
+        assert np.allclose(head, la.embeddings, atol=1e-4)
+    bad = HSGPredictor(HSG(load_config("tiny", overrides + ["contour.region_descriptor=colour"])), work_side=96)
+    with pytest.raises(ValueError, match="contour.region_descriptor must be one of embedding, embedding"):
+        bad.predict(image)
+
+
+def test_resnet_checkpoint_from_before_the_dilation_fix_keeps_its_rule(tmp_path):
+    torch.manual_seed(0)
+    cfg = load_config("tiny", ["overseg.cache=false"])
+    assert cfg.model.dilation_rule == "previous"
+    old = load_config("tiny", ["overseg.cache=false", "model.dilation_rule=stage"])
+    model = HSG(old)
+    stored = old.to_dict()
+    del stored["model"]["dilation_rule"]  # written before the field existed
+    ckpt = tmp_path / "old.pt"
+    atomic_torch_save({"format": FORMAT, "config": stored, "model": model.state_dict(), "step": 0}, ckpt)
+    loaded = load_predictor(ckpt, "cpu")
+    assert loaded.config.model.dilation_rule == "stage" and loaded.model.backbone.dilation_rule == "stage"
+    image = make_shapes_image(np.random.default_rng(9), 40, 50)
+    expected = HSGPredictor(model, work_side=96).predict(image)
+    got = loaded.predict(image)
+    assert all(np.allclose(a.embeddings, b.embeddings, atol=1e-5) for a, b in zip(expected.levels, got.levels))

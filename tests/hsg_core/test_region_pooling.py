@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from hsg_core.region_pooling import chain_sums, grid_to_pixels, level_of_segments, region_sums, unit_rows
+from hsg_core.region_pooling import (chain_sums, grid_to_pixels, level_of_segments, patch_overlap, region_sums,
+                                     unit_rows)
 
 
 def test_grid_to_pixels_is_unit_and_crops_the_padding():
@@ -32,3 +33,12 @@ def test_chain_sums_and_levels_of_segments():
     _, chain = np.unique(groups, return_inverse=True)
     assert chain_sums(sums, chain).tolist() == [[2.0, 2.0], [2.0, 2.0]]
     assert np.allclose(np.linalg.norm(unit_rows(sums), axis=1), 1)
+
+
+def test_patch_overlap_counts_pixels_per_cell():
+    labels = np.zeros((4, 6), np.int64)
+    labels[:, 3:] = 1  # two halves of a 4x6 map over a 2x3 grid (2x2 pixels a cell), last column padding
+    overlap = patch_overlap(labels, (2, 4), (2, 3)).toarray()
+    assert overlap.shape == (2, 8)
+    assert overlap[0].tolist() == [4, 2, 0, 0, 4, 2, 0, 0]  # region 0: cell 0 and half of cell 1 per row
+    assert overlap[1].tolist() == [0, 2, 4, 0, 0, 2, 4, 0] and overlap.sum() == 24

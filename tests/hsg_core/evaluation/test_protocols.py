@@ -53,3 +53,18 @@ def test_labelled_protocol_oracle_scores_100_and_constant_the_formula(voc_root):
         assert whole[protocol]["pixel_accuracy"] == pytest.approx(100 * background / valid)
         assert whole[protocol]["miou"] == pytest.approx(100 * background / valid / 3)
     assert result["covering"]["hsg"]["levels"][0]["nf_covering"] == 1.0
+
+
+def test_level_scores_extend_equals_adding_every_image_to_one():
+    from hsg_core.evaluation.protocols import LevelScores
+
+    rng = np.random.default_rng(0)
+    images = [([rng.integers(0, 3, (6, 8)), rng.integers(0, 2, (6, 8))], [rng.integers(0, 4, (6, 8))])
+              for _ in range(3)]
+    together, merged = LevelScores(), LevelScores()
+    for maps, gts in images:
+        together.add(maps, gts, None, ())
+        one = LevelScores()
+        one.add(maps, gts, None, ())
+        merged.extend(one)
+    assert merged.summary() == together.summary()
