@@ -111,23 +111,26 @@ def build_tree(data: ImageData, variant: dict) -> ContourTree:
 
 
 def score_image(job) -> dict:
-    """Maps of every variant and of the HED prior at the same counts, for one image."""
+    """Per variant (and the HED prior at the same counts) this image's LevelScores, or for
+    levels="altitudes_of_counts" the altitudes of the cuts with COUNTS regions."""
     data, variants, levels = job
     torch.set_num_threads(1)
     prior = UCMHierarchy.from_edges(data.edges)
     out = {}
     for name, variant in variants.items():
         tree = build_tree(data, variant)
-        if levels == "counts":
-            maps = [tree.cut_regions(n) for n in COUNTS]
-        elif levels == "altitudes":
-            maps = [tree.cut_altitude(a) for a in variant["altitudes"]]
-        else:  # the altitude of the cut with n regions, for n in COUNTS
+        if levels == "altitudes_of_counts":
             out[name] = [tree._explorer.horizontal_cut_from_num_regions(n, at_least=False).altitude()
                          for n in COUNTS]
             continue
-        out[name] = maps
-        out[f"{name}; HED prior alone at the same counts"] = [prior.cut(int(m.max()) + 1) for m in maps]
+        if levels == "counts":
+            maps = [tree.cut_regions(n) for n in COUNTS]
+        else:
+            maps = [tree.cut_altitude(a) for a in variant["altitudes"]]
+        for key, key_maps in ((name, maps), (f"{name}; HED prior alone at the same counts",
+                                              [prior.cut(int(m.max()) + 1) for m in maps])):
+            out[key] = LevelScores()
+            out[key].add(key_maps, data.ground_truths, None, ())
     return out
 
 
@@ -135,12 +138,12 @@ def score(images: list[ImageData], variants: dict, levels: str) -> dict:
     """{name: LevelScores summary} (or, for levels="altitudes_of_counts", per-count median altitudes)."""
     scores: dict = {}
     with multiprocessing.get_context("fork").Pool(2) as pool:
-        for data, maps in zip(images, pool.imap(score_image, [(d, variants, levels) for d in images])):
-            for name, value in maps.items():
+        for per_image in pool.imap(score_image, [(d, variants, levels) for d in images]):
+            for name, value in per_image.items():
                 if levels == "altitudes_of_counts":
                     scores.setdefault(name, []).append(value)
                 else:
-                    scores.setdefault(name, LevelScores()).add(value, data.ground_truths, None, ())
+                    scores.setdefault(name, LevelScores()).extend(value)
     if levels == "altitudes_of_counts":
         return {name: [round(float(a), 3) for a in np.median(np.array(v), 0)] for name, v in scores.items()}
     return {name: s.summary() for name, s in scores.items()}

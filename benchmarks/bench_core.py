@@ -2,7 +2,8 @@
 config freezes it), predictor latency at work side 512 and at the config's shipped work side
 (data.max_side) on a real photo (and at 512 on the synthetic shapes image), peak memory.
 
-    python benchmarks/bench_core.py --config demo --out benchmarks/results/core_demo.json
+    python benchmarks/bench_core.py --config demo --checkpoint assets/checkpoint/hsg_demo.pt \
+        --out benchmarks/results/core_demo.json
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.machine import machine_info  # noqa: E402
 from hsg_core.atomic import atomic_write_text  # noqa: E402
+from hsg_core.checkpoint import checkpoint_config, load_model_state, read_checkpoint  # noqa: E402
 from hsg_core.config import load_config  # noqa: E402
 from hsg_core.images import list_images, load_image  # noqa: E402
 from hsg_core.model import HSG  # noqa: E402
@@ -76,21 +78,29 @@ def bench_training(cfg, device, repeats: int) -> dict:
             "batch_images": cfg.train.batch_size, "crop": cfg.data.crop_size}
 
 
-def bench_predictor(cfg, device, photo: Path, repeats: int) -> list[dict]:
+def bench_predictor(cfg, device, photo: Path, repeats: int, state: dict | None = None) -> list[dict]:
     """Predictor latency (overseg cache off): the photo at work side 512 and at the shipped one
-    (data.max_side), the synthetic shapes image at 512."""
+    (data.max_side), the synthetic shapes image at 512; for the contour hierarchy, the median time
+    of each stage (edges, features, tree, levels) too."""
     cfg.overseg.cache = False
     model = HSG(cfg).to(device)
+    if state is not None:
+        load_model_state(model, state, "checkpoint", cfg)
     shapes = make_shapes_image(np.random.default_rng(0), 384, 512)
     cases = [(str(photo), load_image(photo), 512), (str(photo), load_image(photo), None),
              ("synthetic shapes", shapes, 512)]
     rows = []
     for name, image, work_side in cases:
         predictor = HSGPredictor(model, work_side=work_side)
-        times = timed(functools.partial(predictor.predict, image), repeats)
-        rows.append({"image": name, "image_size": list(image.shape[:2]), "work_side": predictor.work_side,
-                     "shipped_work_side": work_side is None, "s_median": statistics.median(times),
-                     "s_p95": float(np.percentile(times, 95)), "overseg": cfg.overseg.method})
+        stages: list[dict] = []
+        times = timed(lambda: stages.append(predictor.predict(image).meta.get("seconds", {})), repeats)
+        row = {"image": name, "image_size": list(image.shape[:2]), "work_side": predictor.work_side,
+               "shipped_work_side": work_side is None, "s_median": statistics.median(times),
+               "s_p95": float(np.percentile(times, 95)), "overseg": cfg.overseg.method,
+               "hierarchy": cfg.grouping.infer_hierarchy}
+        if stages and stages[-1]:
+            row["stage_s_median"] = {k: statistics.median(s[k] for s in stages[1:]) for k in stages[-1]}
+        rows.append(row)
     return rows
 
 
@@ -99,16 +109,22 @@ def main() -> None:
     parser.add_argument("--config", default="demo")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--checkpoint", default=None,
+                        help="time this checkpoint's config and weights (default: the preset, random head)")
     parser.add_argument("--image", default=None, help="photo for the predictor (default: first demo image)")
     parser.add_argument("--out", default="benchmarks/results/core.json")
     args = parser.parse_args()
     device = pick_device(args.device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    cfg = load_config(args.config)
+    cfg, state = load_config(args.config), None
+    if args.checkpoint:
+        data = read_checkpoint(args.checkpoint)
+        cfg, state = checkpoint_config(data, args.checkpoint), data["model"]
     photo = Path(args.image) if args.image else list_images(REPO / "assets" / "demo_images")[0]
     result = {"machine": machine_info(), "config": args.config, "device": str(device),
               "training": bench_training(cfg, device, args.repeats),
-              "predictor": bench_predictor(cfg, device, photo, args.repeats),
+              "checkpoint": args.checkpoint,
+              "predictor": bench_predictor(cfg, device, photo, args.repeats, state),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
