@@ -1,6 +1,6 @@
 """Core speed: training step vs the backbone alone (forward + backward, or forward only when the
 config freezes it), predictor latency at work side 512 and at the config's shipped work side
-(data.max_side) on a real photo (and at 512 on the synthetic shapes image), peak memory.
+(data.max_side) on a real photo and on the 384x512 synthetic shapes image, peak memory.
 
     python benchmarks/bench_core.py --config demo --checkpoint assets/checkpoint/hsg_demo.pt \
         --out benchmarks/results/core_demo.json
@@ -79,8 +79,8 @@ def bench_training(cfg, device, repeats: int) -> dict:
 
 
 def bench_predictor(cfg, device, photo: Path, repeats: int, state: dict | None = None) -> list[dict]:
-    """Predictor latency (overseg cache off): the photo at work side 512 and at the shipped one
-    (data.max_side), the synthetic shapes image at 512; for the contour hierarchy, the median time
+    """Predictor latency (overseg cache off): the photo and the synthetic shapes image at work side
+    512 and at the shipped one (data.max_side); for the contour hierarchy, the median time
     of each stage (edges, features, tree, levels) too."""
     cfg.overseg.cache = False
     model = HSG(cfg).to(device)
@@ -88,7 +88,7 @@ def bench_predictor(cfg, device, photo: Path, repeats: int, state: dict | None =
         load_model_state(model, state, "checkpoint", cfg)
     shapes = make_shapes_image(np.random.default_rng(0), 384, 512)
     cases = [(str(photo), load_image(photo), 512), (str(photo), load_image(photo), None),
-             ("synthetic shapes", shapes, 512)]
+             ("synthetic shapes", shapes, 512), ("synthetic shapes", shapes, None)]
     rows = []
     for name, image, work_side in cases:
         predictor = HSGPredictor(model, work_side=work_side)

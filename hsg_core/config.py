@@ -83,6 +83,8 @@ class ContourConfig:
     # region embedding stored per region: "embedding" (unit mean of the HSG head's pixel embeddings) or
     # "embedding+backbone" (that, concatenated with the unit mean of the backbone's patch features)
     region_descriptor: str = "embedding"
+    # > 0: each region's descriptor is concatenated with this times its parent's (one level up)
+    parent_context: float = 0.0
     # level l = the tree's cut at this altitude (fine stage in [0, 1], coarse stage above 1): the median
     # altitudes of the cuts with 64/32/16/8/4/2 regions on BSDS train; per image the counts adapt
     level_altitudes: tuple[float, ...] = (0.049, 1.157, 1.283, 1.401, 1.507, 1.633)

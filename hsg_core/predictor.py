@@ -173,7 +173,7 @@ class HSGPredictor:
         valid = (work.shape[0] / stride, work.shape[1] / stride)
         grid = backbone if c.semantic_features == "backbone" else embeddings
         semantic = semantic_edges(grid, valid, edges.shape, c.semantic_offset, c.semantic_scale)
-        pixels = grid_to_pixels(embeddings, valid, edges.shape)  # [He*We, D]
+        pixels = grid_to_pixels(embeddings, valid, edges.shape)  # [D, He*We]
         params = ContourTreeParams(c.fine_semantic, c.coarse_semantic, c.region_semantic, c.switch_regions)
         tree = clock.lap("tree", ContourTree.build(edges, semantic, params, lambda labels: region_sums(pixels, labels)))
         maps = [tree.cut_altitude(a) for a in sorted(c.level_altitudes)]
@@ -191,13 +191,29 @@ class HSGPredictor:
                      backbone: torch.Tensor, valid: tuple[float, float]) -> list[np.ndarray]:
         """Per level [N_l, D'] unit region descriptors (`contour.region_descriptor`) from level-0 sums."""
         sums = region_sums(pixels, segment_map)
-        embeddings = [unit_rows(chain_sums(sums, chain)) for chain in chains]
-        if self.config.contour.region_descriptor == "embedding":
-            return embeddings
-        grid = F.normalize(backbone.float(), dim=0).flatten(1).t().cpu().numpy()  # [P, C]
-        patch_sums = patch_overlap(segment_map, tuple(backbone.shape[1:]), valid) @ grid
-        return [unit_rows(np.concatenate([e, unit_rows(chain_sums(patch_sums, chain))], 1))
-                for e, chain in zip(embeddings, chains)]
+        descriptors = [unit_rows(chain_sums(sums, chain)) for chain in chains]
+        if self.config.contour.region_descriptor == "embedding+backbone":
+            grid = F.normalize(backbone.float(), dim=0).flatten(1).t().cpu().numpy()  # [P, C]
+            patch_sums = patch_overlap(segment_map, tuple(backbone.shape[1:]), valid) @ grid
+            descriptors = [unit_rows(np.concatenate([d, unit_rows(chain_sums(patch_sums, chain))], 1))
+                           for d, chain in zip(descriptors, chains)]
+        return with_parent_context(descriptors, chains, self.config.contour.parent_context)
+
+
+def with_parent_context(descriptors: list[np.ndarray], chains: list[np.ndarray],
+                        weight: float) -> list[np.ndarray]:
+    """Per level [N_l, 2D] unit rows [d, weight * d_parent] (the top level is its own parent), or the
+    descriptors unchanged when weight is 0. Regions that look alike but lie in different wholes
+    (a patch of sky over the sea, one over a field) then differ."""
+    if weight == 0:
+        return descriptors
+    out = []
+    for level, (own, chain) in enumerate(zip(descriptors, chains)):
+        parent_level = min(level + 1, len(chains) - 1)
+        parent = np.zeros(own.shape[0], dtype=np.int64)
+        parent[chain] = chains[parent_level]
+        out.append(unit_rows(np.concatenate([own, weight * descriptors[parent_level][parent]], 1)))
+    return out
 
 
 CONTOUR_CHOICES = {"semantic_features": ("backbone", "embedding"),
@@ -209,6 +225,8 @@ def check_contour_config(c) -> None:
     for name, choices in CONTOUR_CHOICES.items():
         if getattr(c, name) not in choices:
             raise ValueError(f"contour.{name} must be one of {', '.join(choices)}, got {getattr(c, name)!r}")
+    if not c.parent_context >= 0:
+        raise ValueError(f"contour.parent_context must be >= 0, got {c.parent_context!r}")
 
 
 class Stopwatch:

@@ -11,21 +11,21 @@ import torch.nn.functional as F
 from scipy import sparse
 
 
-def grid_to_pixels(grid: torch.Tensor, valid: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+def grid_to_pixels(grid: torch.Tensor, valid: tuple[float, float], size: tuple[int, int]) -> torch.Tensor:
     """Unit features of a [D, gh, gw] grid whose first `valid` (rows, cols) cells hold the image,
-    resized bilinearly to [H, W] -> [H*W, D] float32 numpy."""
+    resized bilinearly to [H, W] -> [D, H*W] float32 (channels first: summing by region reads it
+    in memory order; a [H*W, D] copy cost more than the sums)."""
     padded = (round(size[0] * grid.shape[1] / valid[0]), round(size[1] * grid.shape[2] / valid[1]))
     up = F.interpolate(grid[None].float(), size=padded, mode="bilinear", align_corners=False)[0]
     up = F.normalize(up[:, :size[0], :size[1]], dim=0)
-    return up.reshape(up.shape[0], -1).t().cpu().numpy()
+    return up.reshape(up.shape[0], -1).contiguous()
 
 
-def region_sums(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """[N, D] pixel features and [H, W] labels 0..R-1 -> [R, D] float64 per-region sums."""
-    flat = labels.ravel()
-    membership = sparse.csr_matrix((np.ones(flat.size), (flat, np.arange(flat.size))),
-                                   shape=(int(flat.max()) + 1, flat.size))
-    return np.asarray(membership @ pixels, dtype=np.float64)
+def region_sums(pixels: torch.Tensor, labels: np.ndarray) -> np.ndarray:
+    """[D, N] pixel features and [H, W] labels 0..R-1 (N = H*W) -> [R, D] float64 per-region sums."""
+    flat = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64).ravel()).to(pixels.device)
+    sums = torch.zeros(pixels.shape[0], int(flat.max()) + 1, dtype=pixels.dtype, device=pixels.device)
+    return sums.index_add_(1, flat, pixels).t().double().cpu().numpy()
 
 
 def level_of_segments(segments: np.ndarray, level_map: np.ndarray) -> np.ndarray:

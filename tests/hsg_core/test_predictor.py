@@ -5,7 +5,7 @@ import torch
 from hsg_core.checkpoint import FORMAT, atomic_torch_save
 from hsg_core.config import load_config
 from hsg_core.model import HSG
-from hsg_core.predictor import HSGPredictor, load_predictor
+from hsg_core.predictor import HSGPredictor, load_predictor, with_parent_context
 from tests.conftest import make_shapes_image
 
 
@@ -134,6 +134,24 @@ def test_backbone_descriptors_append_the_backbone_mean():
     bad = HSGPredictor(HSG(load_config("tiny", overrides + ["contour.region_descriptor=colour"])), work_side=96)
     with pytest.raises(ValueError, match="contour.region_descriptor must be one of embedding, embedding"):
         bad.predict(image)
+
+
+def test_parent_context_appends_the_weighted_parent_descriptor():
+    # 3 segments; level 1 groups {0, 1} and {2}; level 2 is one region
+    chains = [np.array([0, 1, 2]), np.array([0, 0, 1]), np.array([0, 0, 0])]
+    descriptors = [np.eye(3, dtype=np.float32)[:, :2] + [[0, 0], [0, 0], [1, 1]],
+                   np.array([[1, 0], [0, 1]], np.float32), np.array([[0.6, 0.8]], np.float32)]
+    assert with_parent_context(descriptors, chains, 0.0) is descriptors
+    out = with_parent_context(descriptors, chains, 0.5)
+    expected_level0 = np.array([[1, 0, 0.5, 0], [0, 1, 0.5, 0], [1, 1, 0, 0.5]])
+    expected_level1 = np.array([[1, 0, 0.3, 0.4], [0, 1, 0.3, 0.4]])
+    expected_top = np.array([[0.6, 0.8, 0.3, 0.4]])  # the top level is its own parent
+    for got, want in zip(out, [expected_level0, expected_level1, expected_top]):
+        assert np.allclose(got, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
+    with pytest.raises(ValueError, match="contour.parent_context must be >= 0, got -1.0"):
+        HSGPredictor(HSG(load_config("tiny", ["contour.parent_context=-1.0", "grouping.infer_hierarchy=contour",
+                                              "overseg.method=gradient_ucm", "overseg.cache=false"])),
+                     work_side=64).predict(np.zeros((30, 40, 3), np.uint8))
 
 
 def test_resnet_checkpoint_from_before_the_dilation_fix_keeps_its_rule(tmp_path):

@@ -9,10 +9,10 @@ def test_grid_to_pixels_is_unit_and_crops_the_padding():
     grid = torch.zeros(2, 3, 4)
     grid[0, :, :3] = 2.0
     grid[1, :, 3] = 1.0  # padding column: the image covers 3 of 4 columns
-    pixels = grid_to_pixels(grid, (3, 3), (30, 30))
+    pixels = grid_to_pixels(grid, (3, 3), (30, 30)).t().numpy()
     assert pixels.shape == (900, 2) and np.allclose(np.linalg.norm(pixels, axis=1), 1, atol=1e-5)
     assert pixels[:, 1].reshape(30, 30)[:, :20].max() < 1e-6  # the padding bleeds only into the last cell
-    stretched = grid_to_pixels(grid, (3, 4), (30, 30))
+    stretched = grid_to_pixels(grid, (3, 4), (30, 30)).t().numpy()
     assert stretched[:, 1].reshape(30, 30)[:, -1].min() > 0.9  # counted as image it reaches the border
 
 
@@ -21,7 +21,7 @@ def test_region_sums_match_brute_force():
     labels = rng.integers(0, 5, size=(6, 7))
     pixels = rng.normal(size=(42, 3))
     expected = np.stack([pixels[labels.ravel() == r].sum(0) for r in range(5)])
-    assert np.allclose(region_sums(pixels, labels), expected)
+    assert np.allclose(region_sums(torch.from_numpy(pixels.T.copy()), labels), expected)
 
 
 def test_chain_sums_and_levels_of_segments():
