@@ -55,11 +55,20 @@ def covering_tables(covering: dict) -> list[str]:
     return lines
 
 
+CURVE_COLUMNS = (64, 32, 16, 8, 4, 2)  # region counts shown for every hierarchy (ODS/OIS use all)
+
+
 def curve_table(curves: dict) -> list[str]:
-    """Markdown: ODS and OIS over every scale of each hierarchy, and the scale ODS was found at."""
-    lines = [_row("method", "scale", "ODS covering (at)", "OIS covering"), _row(*["---"] * 4)]
+    """Markdown: ODS and OIS over every scale of each hierarchy, the scale ODS was found at, and the
+    covering of every hierarchy cut at the same region counts (CURVE_COLUMNS) image by image."""
+    lines = [_row("method", "scale", "ODS covering (at)", "OIS covering", *map(str, CURVE_COLUMNS), "mean"),
+             _row(*["---"] * (5 + len(CURVE_COLUMNS)))]
     for name, c in curves.items():
-        lines.append(_row(name, c["unit"], f"{_num(c['ods'])} ({c['ods_at']:g})", _num(c["ois"])))
+        at = dict(zip(c["scale"], c["covering"])) if c["unit"] == "regions" else {}
+        cells = [at.get(n) for n in CURVE_COLUMNS]
+        mean = sum(cells) / len(cells) if None not in cells else None
+        lines.append(_row(name, c["unit"], f"{_num(c['ods'])} ({c['ods_at']:g})", _num(c["ois"]),
+                          *map(_num, cells), _num(mean)))
     return lines
 
 

@@ -52,3 +52,19 @@ def test_markdown_lists_methods_with_different_level_counts():
 
     lines = covering_tables({"hsg": summary(2), "hsg:deeper": summary(4)})
     assert "| 3 | hsg:deeper | 2.5 | 0.500 | – |" in lines and not any(l.startswith("| 3 | hsg |") for l in lines)
+
+
+def test_curve_table_shows_every_hierarchy_at_the_same_counts():
+    from hsg_core.evaluation.report import CURVE_COLUMNS, curve_table
+
+    scale = [2, 3, 4, 8, 16, 32, 64, 128]
+    covering = [0.1 * i for i in range(len(scale))]
+    curves = {"hsg": {"unit": "regions", "scale": scale, "covering": covering, "ods": 0.7, "ods_at": 128,
+                      "ois": 0.75},
+              "gpb (thresholds)": {"unit": "threshold", "scale": [0.1, 0.2], "covering": [0.3, 0.4],
+                                   "ods": 0.4, "ods_at": 0.2, "ois": 0.45}}
+    lines = curve_table(curves)
+    assert CURVE_COLUMNS == (64, 32, 16, 8, 4, 2)
+    # 64 -> 0.6, 32 -> 0.5, 16 -> 0.4, 8 -> 0.3, 4 -> 0.2, 2 -> 0.0; mean 2.0 / 6
+    assert "| hsg | regions | 0.700 (128) | 0.750 | 0.600 | 0.500 | 0.400 | 0.300 | 0.200 | 0.000 | 0.333 |" in lines
+    assert "| gpb (thresholds) | threshold | 0.400 (0.2) | 0.450 | – | – | – | – | – | – | – |" in lines
