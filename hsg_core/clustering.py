@@ -7,6 +7,17 @@ tokens) attend to them, and two heads give, per cluster, a centroid c_k and a fe
 Assignment logits are kappa cos(c_k, key_i), where the keys are the encoder memory (the original,
 which used c_k . m_i / sqrt(D)) or vectors the caller passes (HSG passes the centred nodes).
 
+`form="original"` is the original's transformer exactly (spec §2, TransformerClustering), init
+included: queries N(0, 1) (an nn.Embedding, never xavier-initialised), xavier only for the matrices of
+the encoder, decoder and target MLP (FFN biases equal across the layers of a stack: the original's
+layers are deep copies of one), heads ReLU -> Linear without bias (torch's default init) -> BN,
+target MLP Linear(2D, ffn_dim) -> BN -> ReLU -> Linear(ffn_dim, D) on [mean; std] with
+std = sqrt(sum (m - mean)^2 / (n + 1)) when a padding mask is given and torch's unbiased std (n - 1)
+when not, decoder input = that target only (queries only as query positions), logits
+c_k . m_i / sqrt(D) against the encoder memory, clusters re-ordered by their largest logit (the
+original's topk). Padding stays ours in both forms: padded nodes never enter BatchNorm statistics,
+attention, softmax rows or the target statistics (the original let them in; spec §8.4).
+
 Shapes: B images, M nodes, K clusters, D model dim.
 """
 from __future__ import annotations
@@ -19,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import TRANSFORMER_FORMS
 from .norm import MaskedBatchNorm
 
 
@@ -76,17 +88,20 @@ class DecoderLayer(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """Linear -> BN -> ReLU -> Linear (the target MLP), or ReLU -> Linear -> BN (the output heads)."""
+    """Linear -> BN -> ReLU -> Linear (the target MLP, hidden width `hidden`, default dim_in), or
+    ReLU -> Linear (with or without `bias`) -> BN (the output heads)."""
 
-    def __init__(self, dim_in: int, dim_out: int, *, target: bool) -> None:
+    def __init__(self, dim_in: int, dim_out: int, *, target: bool, hidden: int | None = None,
+                 bias: bool = True) -> None:
         super().__init__()
         self.target = target
         if target:
-            self.fc1 = nn.Linear(dim_in, dim_in, bias=False)
-            self.norm = MaskedBatchNorm(dim_in)
-            self.fc2 = nn.Linear(dim_in, dim_out)
+            hidden = dim_in if hidden is None else hidden
+            self.fc1 = nn.Linear(dim_in, hidden, bias=False)
+            self.norm = MaskedBatchNorm(hidden)
+            self.fc2 = nn.Linear(hidden, dim_out)
         else:
-            self.fc1 = nn.Linear(dim_in, dim_out)
+            self.fc1 = nn.Linear(dim_in, dim_out, bias=bias)
             self.norm = MaskedBatchNorm(dim_out)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -120,13 +135,33 @@ def masked_mean_std(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return mean, torch.sqrt(var + 1e-6)
 
 
+def original_mean_std(x: Tensor, mask: Tensor, unbiased: bool) -> tuple[Tensor, Tensor]:
+    """The original's target statistics over valid nodes. x [B, M, D], mask [B, M] -> [B, D], [B, D].
+
+    std = sqrt(sum_i (x_i - mean)^2 / (n + 1)) (the original with a padding mask: its level 1) or
+    / (n - 1) (`unbiased`, torch.std: the original without a mask, its upper levels). Variances below
+    1e-12 are clamped so that the square root has a finite gradient; n = 1 with `unbiased` gives 0
+    (torch.std gives NaN).
+    """
+    w = mask.to(x.dtype)[..., None]
+    count = w.sum(1)
+    mean = (x * w).sum(1) / count.clamp_min(1.0)
+    squares = (((x - mean[:, None]) ** 2) * w).sum(1)
+    denominator = (count - 1.0 if unbiased else count + 1.0).clamp_min(1.0)
+    return mean, (squares / denominator).clamp_min(1e-12).sqrt()
+
+
 class ClusteringTransformer(nn.Module):
     """Nodes [B, M, D] (+ positions, mask) -> K soft clusters (see module docstring).
 
+    `form` "hsg_explorer" (ours, shaped by the arguments below) or "original" (see the module docstring;
+    `concentration` and `query_in_target` are then ignored and `keys` must not be passed).
     Assignment logits are kappa * cos(c_k, key_i) (our choice, `concentration` > 0) or the
-    original's c_k . m_i / sqrt(D) (`concentration` = 0). With the original form the network can
-    shrink every logit to 0: the uniform soft assignment then scores a perfect 0 on DMoN's collapse
-    term and sits at a stationary point of modularity (B 1 = 0), and training settles there.
+    original's c_k . m_i / sqrt(D) (`concentration` = 0). With those logits the network can shrink
+    every logit to 0: the uniform soft assignment then scores a perfect 0 on DMoN's collapse term and
+    sits at a stationary point of modularity (B 1 = 0). Our first demo run settled there, but with
+    our xavier init (queries ~8x smaller than the original's N(0, 1)); on a synthetic task the
+    original form collapsed with our init and not with its own (issue 15, docs/fidelity.md).
     `query_in_target` adds the query embedding to the decoder input: the original's input is the
     same vector for all K queries, so self-attention values are identical and only cross-attention
     weights can tell the clusters apart (with dropout on, our centroids then differed mostly by
@@ -135,40 +170,67 @@ class ClusteringTransformer(nn.Module):
 
     def assignment_logits(self, centroids: Tensor, memory: Tensor) -> Tensor:
         """centroids [B, K, D], memory [B, M, D] -> logits [B, K, M]."""
-        if self.concentration > 0:
+        if self.concentration > 0 and self.form != "original":
             return self.concentration * F.normalize(centroids, dim=-1) @ F.normalize(memory, dim=-1).transpose(1, 2)
         return centroids @ memory.transpose(1, 2) / math.sqrt(self.dim)
 
     def __init__(self, num_clusters: int, dim: int, *, heads: int = 4, encoder_layers: int = 2,
                  decoder_layers: int = 2, ffn_dim: int = 256, dropout: float = 0.1,
-                 concentration: float = 16.0, query_in_target: bool = True) -> None:
+                 concentration: float = 16.0, query_in_target: bool = True, form: str = "hsg_explorer") -> None:
         super().__init__()
-        self.num_clusters, self.dim, self.concentration = num_clusters, dim, concentration
-        self.query_in_target = query_in_target
+        if form not in TRANSFORMER_FORMS:
+            raise ValueError(f"unknown clustering transformer form {form!r}; forms: {', '.join(TRANSFORMER_FORMS)}")
+        original = form == "original"
+        self.num_clusters, self.dim, self.concentration, self.form = num_clusters, dim, concentration, form
+        self.query_in_target = query_in_target and not original
         self.encoder = nn.ModuleList([EncoderLayer(dim, heads, ffn_dim, dropout) for _ in range(encoder_layers)])
         self.decoder = nn.ModuleList([DecoderLayer(dim, heads, ffn_dim, dropout) for _ in range(decoder_layers)])
         self.decoder_norm = MaskedBatchNorm(dim)
         self.queries = nn.Embedding(num_clusters, dim)
-        self.target = ProjectionHead(2 * dim, dim, target=True)
-        self.centroid_head = ProjectionHead(dim, dim, target=False)
-        self.feature_head = ProjectionHead(dim, dim, target=False)
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        self.target = ProjectionHead(2 * dim, dim, target=True, hidden=ffn_dim if original else None)
+        self.centroid_head = ProjectionHead(dim, dim, target=False, bias=not original)
+        self.feature_head = ProjectionHead(dim, dim, target=False, bias=not original)
+        if original:
+            self._init_as_original()
+        else:
+            for p in self.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+
+    @torch.no_grad()
+    def _init_as_original(self) -> None:
+        """Xavier-uniform for the matrices of the encoder, decoder and target MLP only (the original's
+        DETR Transformer reset); each stack's FFN biases copied from its first layer (the original's
+        layers are deep copies of one layer, and xavier leaves vectors alone); queries keep
+        nn.Embedding's N(0, 1) and the heads torch's default Linear init (both outside that reset)."""
+        for module in (self.encoder, self.decoder, self.target):
+            for p in module.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+        for stack in (self.encoder, self.decoder):
+            for layer in stack[1:]:
+                for name in ("ffn.0.bias", "ffn.3.bias"):
+                    layer.get_parameter(name).copy_(stack[0].get_parameter(name))
 
     def forward(self, nodes: Tensor, positions: Tensor, mask: Tensor | None = None,
                 keys: Tensor | None = None) -> Clustering:
-        """nodes, positions [B, M, D]; mask [B, M] bool (True = real node, default all).
+        """nodes, positions [B, M, D]; mask [B, M] bool (True = real node; None = all, and for the
+        original form: no padding mask, so its target std is torch's unbiased one).
 
         keys [B, M, D]: what the centroids are compared with for the assignment logits (default:
-        the encoder memory, as the original).
+        the encoder memory, as the original; the original form takes no keys).
         """
+        original = self.form == "original"
+        if original and keys is not None:
+            raise ValueError("the original clustering transformer compares centroids with its encoder memory: "
+                             "pass no keys")
         b, m, _ = nodes.shape
+        unmasked = mask is None
         mask = torch.ones(b, m, dtype=torch.bool, device=nodes.device) if mask is None else mask
         memory = nodes
         for layer in self.encoder:
             memory = layer(memory, positions, mask)
-        mean, std = masked_mean_std(memory, mask)
+        mean, std = original_mean_std(memory, mask, unmasked) if original else masked_mean_std(memory, mask)
         tgt = self.target(torch.cat([mean, std], dim=1))[:, None].expand(b, self.num_clusters, self.dim)
         query_pos = self.queries.weight[None].expand(b, -1, -1)
         if self.query_in_target:
@@ -179,6 +241,11 @@ class ClusteringTransformer(nn.Module):
         centroids, features = self.centroid_head(tgt), self.feature_head(tgt)
         keys = memory if keys is None else keys
         logits = self.assignment_logits(centroids, keys)  # [B, K, M]
+        if original:  # clusters sorted by their largest logit over the real nodes (the original's topk)
+            largest = logits.masked_fill(~mask[:, None, :], float("-inf")).amax(2)  # [B, K]
+            order = largest.argsort(dim=1, descending=True, stable=True)
+            centroids, features = (t.gather(1, order[..., None].expand_as(t)) for t in (centroids, features))
+            logits = logits.gather(1, order[..., None].expand_as(logits))
         logits = logits.masked_fill(~mask[:, None, :], 0.0)  # never -inf: no NaN in backward
         assignments = torch.softmax(logits, dim=1).masked_fill(~mask[:, None, :], 0.0)
         return Clustering(logits, assignments, centroids, features)

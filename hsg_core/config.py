@@ -22,6 +22,12 @@ class ConfigError(ValueError):
     """A config file or override names an unknown key or carries a wrongly typed value."""
 
 
+TRANSFORMER_FORMS = ("hsg_explorer", "original")  # grouping.form
+KMEANS_INITS = ("equal", "original")  # grouping.kmeans_init
+DMON_GRAPHS = ("per_view", "joint")  # loss.dmon_graph
+NORM_WEIGHT_GROUPS = ("bias", "weight")  # train.norm_weight_group
+
+
 @dataclass
 class ModelConfig:
     backbone: str = "resnet50_fcn"  # registry name: resnet{18,34,50}_fcn | dinov2_vits14
@@ -53,6 +59,9 @@ class GroupingConfig:
     train_grid: tuple[int, int] = (4, 4)  # k-means grid initialisation while training
     infer_grid: tuple[int, int] = (6, 6)  # k-means grid at inference
     kmeans_iterations: int = 15  # spherical k-means iterations (T)
+    # grid cells of the k-means initialisation: "equal" cells (ours) or "original" round(linspace) cells, whose
+    # border cells are half size (rows [5, 9, 9, 5] on 28 px, 4x4); hsg_core.segments.initial_clusters
+    kmeans_init: str = "equal"
     level_clusters: tuple[int, ...] = (8, 4)  # groups per hierarchy level above the segments
     num_heads: int = 4  # clustering transformer heads
     encoder_layers: int = 2
@@ -60,11 +69,22 @@ class GroupingConfig:
     ffn_dim: int = 256
     dropout: float = 0.1
     position_table: int = 50  # rows/cols of the learned position table (inputs <= 50 cells a side)
+    # clustering transformer: "hsg_explorer" (ours, shaped by the four fields below) or "original", the
+    # original's transformer exactly, init included (N(0,1) queries, bias-free heads with torch's default
+    # init, target MLP of width ffn_dim, std over n+1 / n-1 nodes, logits c.m/sqrt(D) against the encoder
+    # memory, decoder input = target only, level>=2 nodes = cluster features, clusters sorted by max logit);
+    # "original" ignores the four fields below. See hsg_core/clustering.py and docs/fidelity.md.
+    form: str = "hsg_explorer"
     assignment_concentration: float = 16.0  # logits = kappa cos(centroid, node); 0 = original dot / sqrt(D)
     query_in_target: bool = True  # decoder input = target + query (False: target only, as the original)
     assign_to: str = "nodes"  # logits against "nodes" (the unit node vectors) or "memory" (the original)
     upper_nodes: str = "pooled"  # level>=2 nodes: "pooled" P-weighted node means, or "features" (original)
     infer_hierarchy: str = "transformers"  # inference levels: "transformers" (HSG's groups) | "contour" tree
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("form", TRANSFORMER_FORMS), ("kmeans_init", KMEANS_INITS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"grouping.{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
 
 
 @dataclass
@@ -98,6 +118,13 @@ class LossConfig:
     weight_modularity: float = 1.0  # DMoN modularity + collapse (compact, balanced)
     weight_centroid: float = 1.0  # centroid contrast (distinctive)
     dmon_knn: int = 2  # neighbours kept per node and view in the DMoN graph
+    # DMoN kNN graph: "per_view" (each node keeps dmon_knn neighbours in each view: the original's COCO `hsg`)
+    # or "joint" (dmon_knn over both views together: the original's Cityscapes `hsg_cs`)
+    dmon_graph: str = "per_view"
+
+    def __post_init__(self) -> None:
+        if self.dmon_graph not in DMON_GRAPHS:
+            raise ConfigError(f"loss.dmon_graph: {self.dmon_graph!r} is not one of {', '.join(DMON_GRAPHS)}")
 
 
 @dataclass
@@ -124,11 +151,19 @@ class TrainConfig:
     warmup_iters: int = 100
     lr_steps: tuple[float, ...] = (0.32, 0.56, 0.75)  # x0.1 at these fractions of iterations
     transformer_lr_mult: float = 10.0  # transformers + position/query embeddings (biases x2)
+    # norm (BatchNorm/LayerNorm) weights: in the "bias" group (lr x2, no weight decay; ours) or the "weight"
+    # group (lr x1 with weight decay, the original's get_params by name); hsg_core/optim.py
+    norm_weight_group: str = "bias"
     seed: int = 235
     amp: bool = True  # mixed precision when on CUDA (losses stay fp32)
     log_every: int = 10
     checkpoint_every: int = 500
     init_from: str = ""  # checkpoint to start from (e.g. stage 1 for stage 2); optimizer not loaded
+
+    def __post_init__(self) -> None:
+        if self.norm_weight_group not in NORM_WEIGHT_GROUPS:
+            raise ConfigError(f"train.norm_weight_group: {self.norm_weight_group!r} is not one of "
+                              f"{', '.join(NORM_WEIGHT_GROUPS)}")
 
 
 @dataclass

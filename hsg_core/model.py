@@ -12,6 +12,9 @@ themselves, centred on their image mean (`assign_to="nodes"`; the original used 
 memory), and the level-(l+1) transformer groups the soft prototypes normalize(P_l nodes) of the
 level-l clusters (`upper_nodes="pooled"`; the original used the decoder's cluster features). Both
 keep every level in the embedding space where the DMoN graph and the retrieval index live.
+`grouping.form="original"` is the original instead: its transformer (hsg_core.clustering), logits
+against the encoder memory, and level l+1 grouping the level-l cluster features (no padding mask,
+positions = mean node position of each hard group), as `ResnetFcn._hierarchical_grouping` (spec §2).
 """
 from __future__ import annotations
 
@@ -96,7 +99,7 @@ class HSG(nn.Module):
             ClusteringTransformer(k, m.embedding_dim, heads=g.num_heads, encoder_layers=g.encoder_layers,
                                   decoder_layers=g.decoder_layers, ffn_dim=g.ffn_dim, dropout=g.dropout,
                                   concentration=g.assignment_concentration,
-                                  query_in_target=g.query_in_target)
+                                  query_in_target=g.query_in_target, form=g.form)
             for k in g.level_clusters
         ])
         self.register_buffer("pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
@@ -126,7 +129,9 @@ class HSG(nn.Module):
     def group(self, nodes: Tensor, positions: Tensor, mask: Tensor) -> HierarchyOutput:
         """nodes, positions [B, M, D] (nodes unit), mask [B, M] -> HierarchyOutput."""
         g = self.config.grouping
-        first = self.levels[0](nodes, positions, mask, keys=centred(nodes, mask) if g.assign_to == "nodes" else None)
+        original = g.form == "original"
+        to_nodes = g.assign_to == "nodes" and not original  # else logits against the encoder memory
+        first = self.levels[0](nodes, positions, mask, keys=centred(nodes, mask) if to_nodes else None)
         groups = torch.where(mask, first.assignments.argmax(1), torch.full_like(mask, -1, dtype=torch.long))
         out = HierarchyOutput([first], [first.assignments], [], [groups], [])
         for transformer in self.levels[1:]:
@@ -134,10 +139,10 @@ class HSG(nn.Module):
             k_below = below.features.shape[1]
             pos = group_positions(positions, out.node_groups[-1], k_below)
             tokens = below.features
-            if g.upper_nodes == "pooled":  # soft prototype of each level-l cluster, in node space
+            if g.upper_nodes == "pooled" and not original:  # soft prototype of each level-l cluster, in node space
                 tokens = F.normalize(out.assignments[-1] @ nodes, dim=-1)
-            clustering = transformer(tokens, pos, torch.ones_like(tokens[..., 0], dtype=torch.bool),
-                                     keys=centred(tokens) if g.assign_to == "nodes" else None)
+            # no mask: every level-l cluster is a node (the original's upper levels pass none either)
+            clustering = transformer(tokens, pos, None, keys=centred(tokens) if to_nodes else None)
             transition = clustering.assignments  # [B, K_{l+1}, K_l]
             parents = transition.argmax(1)  # [B, K_l]
             node_groups = torch.where(mask, parents.gather(1, out.node_groups[-1].clamp_min(0)),

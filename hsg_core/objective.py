@@ -26,7 +26,7 @@ from .distributed import gather_rows, gather_sizes, global_mean
 from .losses import (LossTerms, centroid_contrast_loss, collapse_loss, combine_losses, knn_adjacency,
                      modularity_loss, segsort_loss)
 from .model import HSG
-from .segments import (grid_initial_labels, intersect_segments, location_features, majority_downsample,
+from .segments import (initial_clusters, intersect_segments, location_features, majority_downsample,
                        segment_means, spherical_kmeans)
 
 LABEL_BASE = 1 << 20  # ids per image when packing (image, id) into one int64 label
@@ -62,8 +62,9 @@ class Segments:
     superpixels: Tensor  # [S] oversegment id
 
 
-def find_segments(model: HSG, batch: Batch, grid: tuple[int, int], iterations: int) -> Segments:
-    """Steps 1-2 of the module docstring."""
+def find_segments(model: HSG, batch: Batch, grid: tuple[int, int], iterations: int,
+                  grid_rule: str = "equal") -> Segments:
+    """Steps 1-2 of the module docstring; `grid_rule`: the k-means grid cells (`segments.initial_clusters`)."""
     emb = model.embed(batch.images)  # [V, D, h, w]
     v, d, h, w = emb.shape
     sp = majority_downsample(batch.superpixels, (h, w)).reshape(v, h * w)
@@ -71,8 +72,8 @@ def find_segments(model: HSG, batch: Batch, grid: tuple[int, int], iterations: i
     with torch.no_grad():
         loc = location_features(h, w, emb.device).reshape(2, -1).t()
         feats = F.normalize(torch.cat([flat.detach().float(), loc.expand(v, -1, -1)], -1), dim=-1)
-        init = grid_initial_labels(grid, (h, w), emb.device)
-        clusters = spherical_kmeans(feats, init, grid[0] * grid[1], iterations, valid=sp >= 0)
+        init, num_clusters = initial_clusters(grid, (h, w), emb.device, grid_rule)
+        clusters = spherical_kmeans(feats, init, num_clusters, iterations, valid=sp >= 0)
         seg_ids, keys = intersect_segments(clusters, sp)
     valid = seg_ids >= 0
     pix_emb, pix_seg = flat[valid].float(), seg_ids[valid]
@@ -110,6 +111,19 @@ def node_table(seg: Segments, segment_images: Tensor, num_images: int) -> tuple[
     return index, mask
 
 
+def dmon_graph_groups(node_views: Tensor, graph: str) -> Tensor:
+    """Column groups of the DMoN kNN graph: [B, M] node views -> [B, M] group ids.
+
+    "per_view": each node keeps its k nearest in every view (the original's COCO `hsg`, out-degree
+    k x views); "joint": one group, k nearest over both views (its Cityscapes `hsg_cs`, out-degree k).
+    """
+    if graph == "per_view":
+        return node_views
+    if graph == "joint":
+        return torch.zeros_like(node_views)
+    raise ValueError(f"unknown DMoN graph {graph!r}; graphs: per_view, joint")
+
+
 def hierarchy_terms(model: HSG, seg: Segments, batch: Batch, images: Tensor, image_offset: int,
                     cfg: HSGConfig) -> dict[str, Tensor]:
     """Step 4: the level losses for every level of the hierarchy."""
@@ -117,7 +131,8 @@ def hierarchy_terms(model: HSG, seg: Segments, batch: Batch, images: Tensor, ima
     index, mask = node_table(seg, images, num_images)
     nodes, positions = seg.prototypes[index], seg.positions[index]
     hier = model.group(nodes, positions, mask)
-    adjacency = knn_adjacency(nodes.detach(), mask, batch.views[seg.crops][index], cfg.loss.dmon_knn)
+    graph_groups = dmon_graph_groups(batch.views[seg.crops][index], cfg.loss.dmon_graph)
+    adjacency = knn_adjacency(nodes.detach(), mask, graph_groups, cfg.loss.dmon_knn)
     terms = {}
     for lv, (assign, groups) in enumerate(zip(hier.assignments, hier.node_groups), start=1):
         seg_groups = torch.zeros_like(seg.crops)
@@ -143,7 +158,8 @@ def loss_weights(cfg: HSGConfig, num_levels: int) -> dict[str, float]:
 
 def training_losses(model: HSG, batch: Batch, cfg: HSGConfig) -> LossTerms:
     """Every loss term of one batch (see the module docstring) and their weighted total."""
-    seg = find_segments(model, batch, cfg.grouping.train_grid, cfg.grouping.kmeans_iterations)
+    seg = find_segments(model, batch, cfg.grouping.train_grid, cfg.grouping.kmeans_iterations,
+                        cfg.grouping.kmeans_init)
     images = batch.image_ids[seg.crops]
     image_offset = sum(gather_sizes(int(batch.image_ids.max().item()) + 1, images.device)[
         : torch.distributed.get_rank() if torch.distributed.is_initialized() else 0])

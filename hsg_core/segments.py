@@ -19,12 +19,46 @@ def location_features(height: int, width: int, device: torch.device) -> Tensor:
     return torch.stack([grid_y, grid_x])
 
 
+GRID_RULES = ("equal", "original")  # k-means grid initialisation rules (config grouping.kmeans_init)
+
+
 def grid_initial_labels(grid: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
-    """[h*w] initial cluster ids: a gy x gx grid of rectangular cells, ids 0..gy*gx-1 row-major."""
+    """[h*w] initial cluster ids: a gy x gx grid of equal rectangular cells, ids 0..gy*gx-1 row-major."""
     (gy, gx), (h, w) = grid, size
     rows = torch.div(torch.arange(h, device=device) * gy, h, rounding_mode="floor")
     cols = torch.div(torch.arange(w, device=device) * gx, w, rounding_mode="floor")
     return (rows[:, None] * gx + cols[None, :]).reshape(-1)
+
+
+def original_grid_labels(grid: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
+    """[h*w] initial cluster ids by the original's rule (spec §2, `initialize_cluster_labels`).
+
+    Row r of h gets cell round(r (gy-1) / (h-1)), i.e. round(linspace(0, gy-1, h)) in float32 with
+    torch's round-half-to-even; columns likewise. The first and last cells are about half as tall
+    (wide) as the others: rows [5, 9, 9, 5] for h = 28, gy = 4. Cell (y, x) has id y + n_y x
+    (column-major, n_y = the number of row cells), renumbered 0..n-1 in that order, so a grid finer
+    than the image leaves no empty id.
+    """
+    (gy, gx), (h, w) = grid, size
+    rows = torch.linspace(0, gy - 1, h, device=device).round().long()
+    cols = torch.linspace(0, gx - 1, w, device=device).round().long()
+    ids = rows[:, None] + (int(rows.max()) + 1) * cols[None, :]
+    return torch.unique(ids.reshape(-1), return_inverse=True)[1]
+
+
+def initial_clusters(grid: tuple[int, int], size: tuple[int, int], device: torch.device,
+                     rule: str = "equal") -> tuple[Tensor, int]:
+    """Initial k-means labels [h*w] of a gy x gx grid on an h x w map, and the cluster count to use.
+
+    rule "equal": equal cells, gy*gx clusters (ours); "original": `original_grid_labels`, as many
+    clusters as cells occur (the original's count).
+    """
+    if rule == "equal":
+        return grid_initial_labels(grid, size, device), grid[0] * grid[1]
+    if rule == "original":
+        labels = original_grid_labels(grid, size, device)
+        return labels, int(labels.max()) + 1
+    raise ValueError(f"unknown k-means grid rule {rule!r}; rules: {', '.join(GRID_RULES)}")
 
 
 def spherical_kmeans(features: Tensor, labels: Tensor, num_clusters: int, iterations: int,

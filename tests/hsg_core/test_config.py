@@ -53,3 +53,21 @@ def test_a_preset_names_the_config_it_builds(tmp_path):
     assert load_config(str(custom)).name == "mine"
     custom.write_text("name: explicit\n")
     assert load_config(str(custom)).name == "explicit"
+
+
+def test_issue15_options_defaults_presets_and_refusals():
+    """Defaults keep today's behaviour; the presets of the original take its k-means cells, norm-weight group
+    and (Cityscapes) joint DMoN graph, and keep our transformer form (docs/fidelity.md says so)."""
+    default = HSGConfig()
+    assert (default.grouping.form, default.grouping.kmeans_init, default.loss.dmon_graph,
+            default.train.norm_weight_group) == ("hsg_explorer", "equal", "per_view", "bias")
+    for name in ("coco_stage1", "coco_stage2", "cityscapes"):
+        cfg = load_config(name)
+        assert cfg.grouping.kmeans_init == "original" and cfg.grouping.form == "hsg_explorer", name
+    assert load_config("cityscapes").loss.dmon_graph == "joint"
+    assert load_config("coco_stage2").loss.dmon_graph == "per_view"
+    assert load_config("demo").grouping.kmeans_init == "equal"
+    for bad in ("grouping.form=detr", "grouping.kmeans_init=thirds", "loss.dmon_graph=full",
+                "train.norm_weight_group=none"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config("tiny", [bad])

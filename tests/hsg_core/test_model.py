@@ -5,9 +5,10 @@ from hsg_core.config import load_config
 from hsg_core.model import HSG, group_positions
 
 
-def tiny_model(levels=(5, 3, 2)):
+def tiny_model(levels=(5, 3, 2), form="hsg_explorer"):
     torch.manual_seed(0)
-    cfg = load_config("tiny", [f"grouping.level_clusters={list(levels)}", "grouping.dropout=0.0"])
+    cfg = load_config("tiny", [f"grouping.level_clusters={list(levels)}", "grouping.dropout=0.0",
+                               f"grouping.form={form}"])
     return HSG(cfg).eval()
 
 
@@ -80,3 +81,27 @@ def test_assignments_are_not_uniform_at_initialisation():
     out = model.group(nodes, torch.randn(1, 40, 16), torch.ones(1, 40, dtype=torch.bool))
     assert out.assignments[0].max(1).values.mean() > 2.0 / out.assignments[0].shape[1]
     assert len(torch.unique(out.node_groups[0])) >= 3
+
+
+def test_original_form_groups_cluster_features_against_the_encoder_memory():
+    """grouping.form=original, as the original's _hierarchical_grouping: level 1 on the padded nodes with
+    their mask, logits against the encoder memory (no keys); level l+1 on the level-l cluster features with
+    no mask, at the mean position of each hard level-l group; P_{l+1} = C P_l. The four per-aspect
+    fields (here all at our values) are ignored."""
+    model = tiny_model(form="original")
+    assert all(level.form == "original" and level.centroid_head.fc1.bias is None for level in model.levels)
+    nodes = F.normalize(torch.randn(2, 9, 16), dim=-1)
+    pos = torch.randn(2, 9, 16)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    out = model.group(nodes, pos, mask)
+    first = model.levels[0](nodes, pos, mask)
+    assert torch.allclose(out.assignments[0], first.assignments, atol=1e-6)
+    for lv in (1, 2):
+        below = out.clusterings[lv - 1]
+        upper_pos = group_positions(pos, out.node_groups[lv - 1], below.features.shape[1])
+        want = model.levels[lv](below.features, upper_pos, None)
+        assert torch.allclose(out.transitions[lv - 1], want.assignments, atol=1e-6)
+        assert torch.allclose(out.assignments[lv], want.assignments @ out.assignments[lv - 1], atol=1e-6)
+    ours = tiny_model()  # same seed, our form: different numbers
+    assert not torch.allclose(ours.group(nodes, pos, mask).assignments[0], out.assignments[0], atol=1e-3)
