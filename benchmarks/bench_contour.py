@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import machine_info  # noqa: E402
-from hsg_core.atomic import atomic_write_text  # noqa: E402
+from hsg_files import atomic_write_text  # noqa: E402
 from hsg_core.contour_tree import ContourTree, ContourTreeParams  # noqa: E402
 from hsg_core.evaluation.datasets import BSDSDataset  # noqa: E402
 from hsg_core.evaluation.protocols import LevelScores  # noqa: E402

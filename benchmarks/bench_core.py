@@ -22,7 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.machine import machine_info  # noqa: E402
-from hsg_core.atomic import atomic_write_text  # noqa: E402
+from hsg_files import atomic_write_text  # noqa: E402
 from hsg_core.checkpoint import checkpoint_config, load_model_state, read_checkpoint  # noqa: E402
 from hsg_core.config import load_config  # noqa: E402
 from hsg_core.images import list_images, load_image  # noqa: E402

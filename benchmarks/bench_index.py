@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_index.py --out benchmarks/results/index.json
     PYTHONPATH=. python benchmarks/bench_index.py --sizes 100000          # skip the 10^6 case
+    PYTHONPATH=. python benchmarks/bench_index.py --open-only --out benchmarks/results/index_open.json
 
 Query latency: single queries, k=20, with a level filter, through `SegmentIndex.search`
 (selector search + Hit construction), faiss on `--threads` CPU threads, for each size, exact
@@ -223,7 +224,7 @@ def bench_size(work: Path, num_regions: int, num_queries: int) -> list[dict]:
         commit_seconds = synthetic_index(out, num_regions, factory)
         start = time.perf_counter()
         index = SegmentIndex.open(out, use_gpu=False)
-        open_seconds = time.perf_counter() - start
+        open_seconds = time.perf_counter() - start  # verified: checksums, ids, norms
         row = {
             "regions": len(index),
             "factory": factory,
@@ -245,6 +246,33 @@ def bench_size(work: Path, num_regions: int, num_queries: int) -> list[dict]:
         print(json.dumps(row), flush=True)
     for factory in opened:
         shutil.rmtree(work / f"n{num_regions}_{factory.replace(',', '_')}")
+    return results
+
+
+def bench_open(work: Path, num_regions: int, repeats: int) -> list[dict]:
+    """Open time (median of `repeats`, files in the page cache; wall and CPU seconds) of Flat and
+    IVF indexes over `num_regions` regions: verified (sha256 of every data file, ids, norms) and
+    the fast path (`verify=False`: sizes, ids, norms)."""
+    results = []
+    for factory in (FLAT, ivf_factory(num_regions)):
+        out = work / f"open_n{num_regions}_{factory.replace(',', '_')}"
+        synthetic_index(out, num_regions, factory)
+        row: dict = {"regions": num_regions, "factory": factory}
+        for verify in (True, False):
+            wall, cpu = [], []
+            for _ in range(repeats):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                index = SegmentIndex.open(out, use_gpu=False, verify=verify)
+                wall.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)  # all threads: less sensitive to load
+                del index
+            case = "verified" if verify else "fast"
+            row[f"open_seconds_{case}"] = round(float(np.median(wall)), 3)
+            row[f"open_cpu_seconds_{case}"] = round(float(np.median(cpu)), 3)
+        row["size_on_disk_bytes"] = SegmentIndex.open(out, verify=False).info()["size_bytes"]
+        shutil.rmtree(out)
+        results.append(row)
+        print(json.dumps(row), flush=True)
     return results
 
 
@@ -337,6 +365,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--open-only",
+        action="store_true",
+        help="only time SegmentIndex.open (verified and fast path) at each of --sizes",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="opens timed per case (--open-only)")
+    parser.add_argument(
         "--work", type=Path, default=None, help="scratch folder (default: a temp folder)"
     )
     args = parser.parse_args(argv)
@@ -344,6 +378,14 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_index_", dir=args.work))
     started = time.perf_counter()
     try:
+        if args.open_only:
+            report = {
+                "machine": machine_info(),
+                "settings": {"dim": DIM, "threads": args.threads, "repeats": args.repeats},
+                "command": "benchmarks/bench_index.py " + " ".join(argv or sys.argv[1:]),
+                "open": [row for size in args.sizes for row in bench_open(work, size, args.repeats)],
+            }
+            return _write_report(args.out, report, started)
         report = {
             "machine": machine_info(),
             "settings": {
@@ -363,10 +405,14 @@ def main(argv: list[str] | None = None) -> None:
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _write_report(args.out, report, started)
+
+
+def _write_report(out: Path, report: dict, started: float) -> None:
     report["total_seconds"] = round(time.perf_counter() - started, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import machine_info  # noqa: E402
-from hsg_core.atomic import atomic_write_text  # noqa: E402
+from hsg_files import atomic_write_text  # noqa: E402
 from hsg_core.evaluation.datasets import BSDSDataset  # noqa: E402
 from hsg_core.evaluation.protocols import LevelScores  # noqa: E402
 from hsg_core.hierarchy import resize_nearest  # noqa: E402

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.bench_index import DIM, IMAGE_SIZE, REGIONS_PER_LEVEL, image_name, synthetic_index
-from hsg_core.atomic import atomic_write_text
+from hsg_files import atomic_write_text
 from index.records import RegionRows, prediction_rows
 from index.synthetic import cluster_centers, synthetic_prediction
 

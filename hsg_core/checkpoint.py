@@ -7,19 +7,29 @@ Layout of a checkpoint (a torch.save'd dict of tensors and plain Python values):
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pickle
+import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import atomic_write, remove_stale_parts
+from hsg_files import atomic_write, remove_stale_parts
 from .config import ConfigError, HSGConfig
 
 FORMAT = "hsg-checkpoint/1"
+# backbone_init values a model built for inference may use: its weights all come from the checkpoint
+# (model_state drops the backbone only when it is frozen fetched weights, found in the operator's cache)
+INFERENCE_BACKBONE_INITS = ("none", "fetched")
+# torch's error text around the unpickler's reason: advice to load unsafely (weights_only=False, or to
+# allowlist a global "if you trust" it) and pointers to its docs. None of it is shown to a user.
+_TORCH_ADVICE = re.compile(r"weights_only|safe_globals|allowlist|trust|Weights only load failed|file an issue|"
+                           r"documentation|can still be loaded|Alternatively", re.IGNORECASE)
 
 
 class CheckpointError(ValueError):
@@ -50,12 +60,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             warnings.simplefilter("ignore", UserWarning)
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        refused = [line.strip() for line in str(err).splitlines() if "Unsupported" in line][:1]
+        reason = torch_load_reason(err)
         raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain values "
-                              f"(weights_only loading){''.join(': ' + r for r in refused)}") from err
+                              f"(weights_only loading){': ' + reason if reason else ''}") from None
     except Exception as err:  # noqa: BLE001 - garbage makes the unpickler raise KeyError, IndexError, ...
-        detail = (str(err).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(f"{path}: truncated or not a torch checkpoint ({type(err).__name__}: {detail})") from err
+        reason = torch_load_reason(err)
+        raise CheckpointError(f"{path}: truncated or not a torch checkpoint "
+                              f"({type(err).__name__}{': ' + reason if reason else ''})") from None
+    check_tensor_storage(data, path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an HSG checkpoint (expected format {FORMAT!r})")
     for key in ("config", "model", "step"):
@@ -64,13 +76,76 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def torch_load_reason(err: BaseException) -> str:
+    """The reason a `torch.load` failed, on one line, without torch's advice on loading unsafely.
+
+    torch wraps the unpickler's reason ("Unsupported global: GLOBAL x.Y was not an allowed global by
+    default.") in advice to retry without `weights_only` or to allowlist the global: every sentence
+    of that kind is dropped, so no message of this project ever suggests loading a file unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    for line in text.splitlines():
+        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
+        kept = [s for s in re.split(r"(?<=\.)\s+", line) if s and not _TORCH_ADVICE.search(s)]
+        if kept:
+            return " ".join(kept)[:200]
+    return ""
+
+
+def _tensors(obj: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """(dotted name, tensor) for every tensor in nested dicts, lists and tuples; iterative, each container
+    visited once, so deep nesting or a container holding itself cannot exhaust the stack."""
+    stack: list[tuple[str, Any]] = [("", obj)]
+    seen: set[int] = set()
+    while stack:
+        name, item = stack.pop()
+        if torch.is_tensor(item):
+            yield name, item
+        elif isinstance(item, (dict, list, tuple)) and id(item) not in seen:
+            seen.add(id(item))
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((f"{name}.{key}" if name else str(key), value) for key, value in pairs)
+
+
+def check_tensor_storage(data: Any, path: str | os.PathLike) -> None:
+    """Refuse any tensor that is not dense, or whose storage holds fewer bytes than its size.
+
+    A stride-0 view (`expand(40000, 40000)` of one number) or an overlapping one costs a few bytes in the
+    file but its full size in every computation on it (NaN checks, copies): such views, and sparse
+    tensors (which skip their invariant checks), are refused here, before anything reads them."""
+    for name, tensor in _tensors(data):
+        if tensor.layout != torch.strided:
+            raise CheckpointError(f"{path}: tensor {name!r} is {tensor.layout} (only dense tensors are accepted)")
+        size = tensor.numel() * tensor.element_size()
+        stored = tensor.untyped_storage().nbytes()
+        if stored < size:
+            raise CheckpointError(f"{path}: tensor {name!r} of shape {list(tensor.shape)} is a view of "
+                                  f"{stored} stored bytes expanded to {size} (expanded or overlapping views "
+                                  "are refused)")
+
+
+def inference_config(config: HSGConfig) -> HSGConfig:
+    """`config` for building a model whose weights then all come from a checkpoint.
+
+    A `model.backbone_init` naming a file is a training setting: the checkpoint holds the backbone's
+    weights (strict loading refuses one that lacks them), so that file is never needed for inference, and
+    opening it would let a checkpoint choose a file to read (or a FIFO that blocks for ever). The model is
+    built with "none" instead; "none" and "fetched" (the operator's cache) are kept."""
+    if config.model.backbone_init in INFERENCE_BACKBONE_INITS:
+        return config
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, backbone_init="none"))
+
+
 def checkpoint_config(data: dict[str, Any], path: str | os.PathLike) -> HSGConfig:
     """The config stored in a checkpoint, with fields added since it was written set to what the
-    checkpoint was trained with (a ResNet without `dilation_rule` used the "stage" rule)."""
+    checkpoint was trained with (a ResNet without `dilation_rule` used the "stage" rule; one without
+    `grouping.form` / `grouping.kmeans_init` the "hsg_explorer" transformer and "equal" grid cells)."""
     stored = data["config"]
     model = stored.get("model") if isinstance(stored, dict) else None
     if isinstance(model, dict) and "dilation_rule" not in model and str(model.get("backbone", "")).startswith("resnet"):
         stored = {**stored, "model": {**model, "dilation_rule": "stage"}}
+    grouping = stored.get("grouping") if isinstance(stored, dict) else None
+    if isinstance(grouping, dict):  # written before grouping.form / kmeans_init: our transformer, equal cells
+        stored = {**stored, "grouping": {"form": "hsg_explorer", "kmeans_init": "equal", **grouping}}
     try:
         return HSGConfig.from_dict(stored)
     except (ConfigError, TypeError) as err:
@@ -136,7 +211,7 @@ def reconfigured(config: HSGConfig, state: dict[str, torch.Tensor], overrides: l
     except ConfigError as err:
         raise CheckpointError(f"{path}: {err}") from err
     try:  # the same check as loading: a file whose weights do not fit its config never gets written
-        load_model_state(HSG(new), state, path, new)
+        load_model_state(HSG(inference_config(new)), state, path, new)
     except CheckpointError as err:
         detail = str(err).removeprefix(f"{path}: ")
         raise CheckpointError(f"{path}: {', '.join(overrides)} changes the network's parameters; only settings "

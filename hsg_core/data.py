@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .config import DataConfig, OversegConfig
-from .images import ImageReadError, list_images, load_image
+from .images import IMAGE_SUFFIXES, ImageReadError, list_images, load_image
 from .objective import Batch
 from .overseg import OversegCache, oversegment
 from .weights import cache_dir
@@ -94,7 +94,7 @@ class MultiviewFolder(Dataset):
         self.root, self.data, self.overseg, self.seed = Path(root), data, overseg, seed
         self.paths = list_images(self.root)
         if not self.paths:
-            raise FileNotFoundError(f"{self.root}: no images (jpg/png/webp/bmp/tiff) found")
+            raise FileNotFoundError(f"{self.root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
         self.cache = overseg_cache or (OversegCache(cache_dir() / "overseg") if overseg.cache else None)
         self.bad: set[int] = set()
         self._orders: dict[int, Tensor] = {}

@@ -2,23 +2,33 @@
 
 Rules (documented in the README): EXIF orientation is applied; grayscale, palette, RGBA (composited
 on white), CMYK and 16-bit images are converted to 8-bit RGB; animated GIF/WebP give their first
-frame; images above `MAX_PIXELS` are refused as decompression bombs; images whose longer side
-exceeds `max_side` are downscaled (area filter) so the longer side equals `max_side`.
+frame; images above `MAX_PIXELS` are refused as decompression bombs, from the size in the file's
+header, before any pixel is decoded; images whose longer side exceeds `max_side` are downscaled
+(area filter) so the longer side equals `max_side`.
+
+Which files are images, and which entries of a folder are listed, is `hsg_files`'s rule (shared
+with `index`): a symbolic link that leads out of the folder is never listed.
 """
 from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import stat
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+from hsg_files import IMAGE_SUFFIXES, list_image_files
+
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageReadError", "check_rgb", "downscale_to",
+           "file_sha256", "list_images", "load_image"]
 MAX_PIXELS = 100_000_000  # 10^8 pixels (e.g. 10000 x 10000); larger files are refused unread
+LOG = logging.getLogger(__name__)
 
 
 class ImageReadError(ValueError):
@@ -43,6 +53,19 @@ def _to_rgb8(img: Image.Image) -> Image.Image:
 
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+
+
+TOO_LARGE = f"too large (more than {MAX_PIXELS:,} pixels); downscale it first"
+
+
+def refuse_bomb(img: Image.Image) -> None:
+    """Raise DecompressionBombError when the opened (not yet decoded) image declares more than
+    `MAX_PIXELS` pixels. PIL's own check only warns below twice its limit, and the warning
+    filter that turns it into an error is process-wide (another thread may reset it); this
+    check is neither."""
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise Image.DecompressionBombError(f"{width}x{height} pixels")
 
 
 def downscale_to(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -74,8 +97,10 @@ def load_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            with Image.open(path) as img:
+            with Image.open(path) as img:  # reads the header only
+                refuse_bomb(img)
                 img.seek(0)
+                refuse_bomb(img)
                 img = ImageOps.exif_transpose(img) or img
                 rgb = np.array(_to_rgb8(img))  # writable copy
     except ImageReadError:
@@ -85,8 +110,7 @@ def load_image(path: str | os.PathLike, max_side: int = 0) -> np.ndarray:
     except PermissionError as err:
         raise ImageReadError(f"{path}: not readable (permission denied)") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageReadError(f"{path}: too large (more than {MAX_PIXELS:,} pixels); "
-                             "downscale it first") from err
+        raise ImageReadError(f"{path}: {TOO_LARGE}") from err
     except UnidentifiedImageError as err:
         raise ImageReadError(f"{path}: not an image file (unrecognised format)") from err
     except OSError as err:
@@ -115,21 +139,23 @@ def check_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
 
 
 def list_images(root: str | os.PathLike) -> list[Path]:
-    """Every image file under `root` (recursive, sorted, symlink loops visited once)."""
+    """Every image file under `root` (recursive, sorted; `hsg_files.list_image_files`'s rules: a
+    link that leads out of `root` is skipped with a warning, each real folder is visited once).
+
+    Raises:
+        FileNotFoundError: `root` is not a folder.
+    """
     root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a folder")
-    found, seen = [], set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames.sort()
-        found.extend(Path(dirpath) / f for f in sorted(filenames)
-                     if f.lower().endswith(IMAGE_SUFFIXES))
-    return sorted(found)
+    return [root / rel for rel in list_image_files(root, on_outside=_warn_outside(root))]
+
+
+def _warn_outside(root: Path) -> Callable[[str], None]:
+    """Logs an entry skipped because it is a link that leads out of `root`."""
+
+    def warn(rel: str) -> None:
+        LOG.warning("%s: skipped, a link that leads out of %s", rel, root)
+
+    return warn
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from .contour_tree import ContourTree, ContourTreeParams
-from .checkpoint import check_finite, checkpoint_config, file_hash, load_model_state, read_checkpoint
+from .checkpoint import (check_finite, checkpoint_config, file_hash, inference_config, load_model_state,
+                         read_checkpoint)
 from .hierarchy import build_prediction, resize_nearest, segment_chains
 from .images import ImageReadError, check_rgb, downscale_to, load_image
 from .model import HSG
@@ -30,7 +31,7 @@ from .overseg import OversegCache, edge_map, oversegment
 from .region_pooling import (chain_sums, grid_to_pixels, level_of_segments, patch_overlap, region_sums,
                              unit_rows)
 from .semantic_edges import semantic_edges
-from .segments import grid_initial_labels, intersect_segments, location_features, segment_means, spherical_kmeans
+from .segments import initial_clusters, intersect_segments, location_features, segment_means, spherical_kmeans
 from .types import Prediction
 from .weights import cache_dir
 
@@ -108,8 +109,8 @@ class HSGPredictor:
         g = self.config.grouping
         loc = location_features(h, w, flat.device).reshape(2, -1).t()
         feats = F.normalize(torch.cat([flat, loc], dim=1), dim=1)[None]
-        init = grid_initial_labels(tuple(g.infer_grid), (h, w), flat.device)
-        clusters = spherical_kmeans(feats, init, g.infer_grid[0] * g.infer_grid[1], g.kmeans_iterations)
+        init, num_clusters = initial_clusters(tuple(g.infer_grid), (h, w), flat.device, g.kmeans_init)
+        clusters = spherical_kmeans(feats, init, num_clusters, g.kmeans_iterations)
         sp = torch.from_numpy(superpixels.astype(np.int64)).to(flat.device).reshape(1, -1)
         return intersect_segments(clusters, sp)[0][0]
 
@@ -264,7 +265,7 @@ def make_extractor(predictor: HSGPredictor, max_side: int = 0):
 def load_predictor(checkpoint: str | Path, device: str | torch.device = "auto", **kwargs) -> HSGPredictor:
     """Build the model from the config stored in `checkpoint`, load its weights, move to `device`."""
     data = read_checkpoint(checkpoint)
-    config = checkpoint_config(data, checkpoint)
+    config = inference_config(checkpoint_config(data, checkpoint))  # opens no file the checkpoint names
     check_finite(data["model"], checkpoint)
     model = HSG(config)
     load_model_state(model, data["model"], checkpoint, config)

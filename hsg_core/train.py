@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from .atomic import atomic_write_text
+from hsg_files import atomic_write_text
 from .checkpoint import FORMAT, atomic_torch_save, checkpoint_config, load_model_state, model_state, read_checkpoint
 from .config import HSGConfig
 from .data import MultiviewFolder, collate_views, to_batch

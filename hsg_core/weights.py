@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_write
+from hsg_files import atomic_write
 
 LOG = logging.getLogger(__name__)
 

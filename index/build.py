@@ -1,4 +1,4 @@
-"""Public build entry points: `build_index`, `update_index`, `merge_shards`.
+"""Public build entry points: `build_index`, `update_index`, `merge_shards`, `discard_pending`.
 
 All three go through one mechanism: a *plan* of images to extract (``pending/plan.json``),
 committed *shards* of results, and a *commit* that writes a new index generation. See
@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .commit import commit_job
 from .dataset import file_digest, list_images
+from .errors import IndexFormatError
 from .extraction import Extractor, ProgressFn, run_shards
-from .io import MANIFEST_NAME, check_checkpoint, data_file, read_manifest, read_table
-from .shards import Plan, check_plan, read_plan, remove_pending, write_plan
+from .io import MANIFEST_NAME, check_checkpoint, data_file, job_lock, read_manifest, read_table
+from .shards import Plan, check_plan, pending_dir, read_plan, remove_pending, write_plan
 
 LOG = logging.getLogger(__name__)
 
@@ -37,7 +40,11 @@ def build_index(
 ) -> dict:
     """Indexes every region of every level of every image under `data_root`.
 
-    Resumes a pending build of `out_dir` if there is one (same checkpoint and data folder).
+    Resumes a pending build of `out_dir` if there is one (same checkpoint and data folder); when
+    files were added or removed while it was paused, the finished build is then updated (one
+    rank), so the result covers the folder as it is. A build that commits nothing (every image
+    skipped) discards its pending job, so the next run plans anew. One job at a time holds
+    `out_dir` (see `index.io.job_lock`; the ranks of one sharded job share it).
     With ``world_size > 1`` this rank extracts its shards (``i % world_size == rank``) and
     returns without committing; `merge_shards` then commits. With one rank it commits itself.
 
@@ -60,49 +67,19 @@ def build_index(
     Raises:
         FileExistsError: `out_dir` already holds a finished index (use `update_index`).
         CheckpointMismatchError: a pending build of `out_dir` used another checkpoint.
+        IndexFormatError: another job is pending in `out_dir` (the message names the command
+            that discards it).
+        IndexBusyError: another build, update or merge is running on `out_dir`.
+        ValueError: nothing could be indexed (the pending job is discarded).
     """
     data_root, out_dir = _check_arguments(
         data_root, out_dir, checkpoint_hash, batch_size, shard_images, rank, world_size
     )
-    plan = read_plan(out_dir)
-    if plan is not None:
-        check_plan(plan, out_dir, "build", checkpoint_hash, data_root)
-        if _is_committed(out_dir, plan):
-            remove_pending(out_dir)
-            return _complete(out_dir)
-        if plan.shard_images != shard_images:
-            LOG.info("resuming with the plan's %d images per shard", plan.shard_images)
-    else:
-        if (out_dir / MANIFEST_NAME).exists():
-            raise FileExistsError(
-                f"{out_dir}: already holds a finished index; use update_index "
-                "(`hsg index update`) or another output folder"
-            )
-        images = list_images(data_root)
-        if not images:
-            raise FileNotFoundError(f"{data_root}: no image files found")
-        plan = Plan(
-            kind="build",
-            checkpoint_hash=checkpoint_hash,
-            data_root=str(data_root),
-            shard_images=shard_images,
-            factory=factory,
-            images=[[rel, slot] for slot, rel in enumerate(images)],
-            next_slot=len(images),
-        )
-        write_plan(out_dir, plan)
-        LOG.info("planned %d images in %d shards into %s", len(images), plan.num_shards, out_dir)
-    return _run_plan(
-        out_dir,
-        plan,
-        extract,
-        batch_size=batch_size,
-        factory=factory,
-        rank=rank,
-        world_size=world_size,
-        progress=progress,
-        should_stop=should_stop,
+    job = _Job(
+        checkpoint_hash, batch_size, factory, shard_images, rank, world_size, progress, should_stop
     )
+    with job_lock(out_dir, shared=world_size > 1):
+        return _build(data_root, out_dir, extract, job)
 
 
 def update_index(
@@ -124,51 +101,22 @@ def update_index(
     New files and files whose content hash changed are extracted (under fresh slots, hence new
     ids); deleted and changed files leave the index. The regions, vectors and metadata then
     equal those of a fresh build; ids of unchanged images stay as they were. Arguments,
-    resumability and sharding as in `build_index` (every rank hashes every file to plan).
+    resumability and sharding as in `build_index` (every rank hashes every file to plan). A
+    resumed update is followed by one more pass, which takes in files changed while it was paused.
 
     Raises:
         IndexFormatError: `out_dir` holds no valid index.
         CheckpointMismatchError: the index was built with another checkpoint.
+        IndexBusyError: another build, update or merge is running on `out_dir`.
     """
     data_root, out_dir = _check_arguments(
         data_root, out_dir, checkpoint_hash, batch_size, shard_images, rank, world_size
     )
-    manifest = read_manifest(out_dir)
-    check_checkpoint(manifest["checkpoint_hash"], checkpoint_hash, out_dir / MANIFEST_NAME)
-    plan = read_plan(out_dir)
-    if plan is not None:
-        check_plan(plan, out_dir, "update", checkpoint_hash, data_root)
-        if _is_committed(out_dir, plan):
-            remove_pending(out_dir)
-            plan = None
-    if plan is None:
-        plan = _update_plan(out_dir, manifest, data_root, checkpoint_hash, shard_images, factory)
-        if (
-            not plan.images
-            and not plan.remove
-            and plan.data_root == manifest["data_root"]
-            and factory in (None, manifest["factory"])
-        ):
-            LOG.info("%s is up to date with %s", out_dir, data_root)
-            return _complete(out_dir)
-        write_plan(out_dir, plan)
-        LOG.info(
-            "update of %s: %d image(s) to extract, %d to remove",
-            out_dir,
-            len(plan.images),
-            len(plan.remove),
-        )
-    return _run_plan(
-        out_dir,
-        plan,
-        extract,
-        batch_size=batch_size,
-        factory=factory,
-        rank=rank,
-        world_size=world_size,
-        progress=progress,
-        should_stop=should_stop,
+    job = _Job(
+        checkpoint_hash, batch_size, factory, shard_images, rank, world_size, progress, should_stop
     )
+    with job_lock(out_dir, shared=world_size > 1):
+        return _update(data_root, out_dir, extract, job)
 
 
 def merge_shards(out_dir: Path, *, factory: str | None = None) -> dict:
@@ -180,18 +128,173 @@ def merge_shards(out_dir: Path, *, factory: str | None = None) -> dict:
 
     Raises:
         IndexFormatError: shards are missing, or `out_dir` holds neither a pending job nor an index.
+        IndexBusyError: another build, update or merge is running on `out_dir`.
     """
     out_dir = Path(os.path.abspath(out_dir))
-    plan = read_plan(out_dir)
-    if plan is None:
-        read_manifest(out_dir)
-        LOG.info("nothing pending in %s; the index is complete", out_dir)
+    if not out_dir.is_dir():
+        read_manifest(out_dir)  # raises: names the missing manifest
+    with job_lock(out_dir):
+        plan = read_plan(out_dir)
+        if plan is None:
+            read_manifest(out_dir)
+            LOG.info("nothing pending in %s; the index is complete", out_dir)
+            return _complete(out_dir)
+        if _is_committed(out_dir, plan):
+            remove_pending(out_dir)
+            return _complete(out_dir)
+        commit_job(out_dir, plan, factory or plan.factory)
         return _complete(out_dir)
-    if _is_committed(out_dir, plan):
+
+
+def discard_pending(out_dir: Path) -> dict | None:
+    """Deletes the unfinished build or update of `out_dir` (``pending/``); the index in force stays.
+
+    Returns:
+        What was discarded (kind, data root, images planned, shards committed), or None when
+        nothing was pending.
+
+    Raises:
+        IndexBusyError: a job is running on `out_dir`.
+    """
+    out_dir = Path(os.path.abspath(out_dir))
+    if not pending_dir(out_dir).exists():
+        return None
+    with job_lock(out_dir):
+        summary = {"out_dir": str(out_dir), "pending": str(pending_dir(out_dir))}
+        try:
+            plan = read_plan(out_dir)
+        except IndexFormatError as err:  # an unreadable plan is discarded all the same
+            summary["plan_error"] = str(err)
+        else:
+            if plan is not None:
+                summary.update(kind=plan.kind, data_root=plan.data_root, images=len(plan.images))
+        summary["shards"] = len(list(pending_dir(out_dir).glob("shard_*.parquet")))
         remove_pending(out_dir)
-        return _complete(out_dir)
-    commit_job(out_dir, plan, factory or plan.factory)
-    return _complete(out_dir)
+        LOG.info("discarded %s", summary["pending"])
+        return summary
+
+
+def clear_index(out_dir: Path) -> None:
+    """Deletes everything in an index folder (every generation and any pending job); the folder stays.
+
+    Raises:
+        IndexBusyError: a job is running on `out_dir`.
+    """
+    out_dir = Path(os.path.abspath(out_dir))
+    with job_lock(out_dir):
+        for path in out_dir.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The arguments of a build or update other than its folders and its extractor."""
+
+    checkpoint_hash: str
+    batch_size: int
+    factory: str | None
+    shard_images: int
+    rank: int
+    world_size: int
+    progress: ProgressFn | None
+    should_stop: Callable[[], bool] | None
+
+
+def _build(data_root: Path, out_dir: Path, extract: Extractor, job: _Job) -> dict:
+    """`build_index` once `out_dir` is locked."""
+    plan = read_plan(out_dir)
+    resumed = plan is not None
+    if plan is not None:
+        check_plan(plan, out_dir, "build", job.checkpoint_hash, data_root)
+        if _is_committed(out_dir, plan):
+            remove_pending(out_dir)
+            return _complete(out_dir)
+        if plan.shard_images != job.shard_images:
+            LOG.info("resuming with the plan's %d images per shard", plan.shard_images)
+    else:
+        if (out_dir / MANIFEST_NAME).exists():
+            raise FileExistsError(
+                f"{out_dir}: already holds a finished index; use update_index "
+                "(`hsg index update`) or another output folder"
+            )
+        images = list_images(data_root)
+        if not images:
+            raise FileNotFoundError(f"{data_root}: no image files found")
+        plan = Plan(
+            kind="build",
+            checkpoint_hash=job.checkpoint_hash,
+            data_root=str(data_root),
+            shard_images=job.shard_images,
+            factory=job.factory,
+            images=[[rel, slot] for slot, rel in enumerate(images)],
+            next_slot=len(images),
+        )
+        write_plan(out_dir, plan)
+        LOG.info("planned %d images in %d shards into %s", len(images), plan.num_shards, out_dir)
+    result = _run_plan(out_dir, plan, extract, job)
+    if resumed and result["status"] != "stopped" and _listing_changed(plan, data_root):
+        if job.world_size > 1:
+            LOG.warning(
+                "%s: files were added or removed since this build was planned; run "
+                "`hsg index update` after the merge to take them in",
+                data_root,
+            )
+        else:
+            LOG.warning(
+                "%s: files were added or removed while the build was paused; updating %s",
+                data_root,
+                out_dir,
+            )
+            return _update(data_root, out_dir, extract, job)
+    return result
+
+
+def _update(data_root: Path, out_dir: Path, extract: Extractor, job: _Job) -> dict:
+    """`update_index` once `out_dir` is locked."""
+    manifest = read_manifest(out_dir)
+    check_checkpoint(manifest["checkpoint_hash"], job.checkpoint_hash, out_dir / MANIFEST_NAME)
+    plan = read_plan(out_dir)
+    resumed = False
+    if plan is not None:
+        check_plan(plan, out_dir, "update", job.checkpoint_hash, data_root)
+        if _is_committed(out_dir, plan):
+            remove_pending(out_dir)
+            plan = None
+        else:
+            resumed = True
+    if plan is None:
+        plan = _update_plan(
+            out_dir, manifest, data_root, job.checkpoint_hash, job.shard_images, job.factory
+        )
+        if (
+            not plan.images
+            and not plan.remove
+            and plan.data_root == manifest["data_root"]
+            and job.factory in (None, manifest["factory"])
+        ):
+            LOG.info("%s is up to date with %s", out_dir, data_root)
+            return _complete(out_dir)
+        write_plan(out_dir, plan)
+        LOG.info(
+            "update of %s: %d image(s) to extract, %d to remove",
+            out_dir,
+            len(plan.images),
+            len(plan.remove),
+        )
+    result = _run_plan(out_dir, plan, extract, job)
+    if resumed and result["status"] == "complete":
+        # the folder may have changed while the update was paused: one more pass takes that in
+        # (it finds nothing to do when nothing changed)
+        return _update(data_root, out_dir, extract, job)
+    return result
+
+
+def _listing_changed(plan: Plan, data_root: Path) -> bool:
+    """True when the images of `data_root` are no longer those `plan` was made for."""
+    return {str(rel) for rel, _ in plan.images} != set(list_images(data_root))
 
 
 def _check_arguments(
@@ -269,46 +372,35 @@ def _digest_or_empty(path: Path) -> str:
         return ""  # unreadable: planned for extraction, where the error is recorded
 
 
-def _run_plan(
-    out_dir: Path,
-    plan: Plan,
-    extract: Extractor,
-    *,
-    batch_size: int,
-    factory: str | None,
-    rank: int,
-    world_size: int,
-    progress: ProgressFn | None,
-    should_stop: Callable[[], bool] | None,
-) -> dict:
+def _run_plan(out_dir: Path, plan: Plan, extract: Extractor, job: _Job) -> dict:
     """Runs this rank's shards, then commits when this is the only rank."""
     finished, done, total = run_shards(
         out_dir,
         plan,
-        plan.shards_of_rank(rank, world_size),
+        plan.shards_of_rank(job.rank, job.world_size),
         extract,
-        batch_size=batch_size,
-        progress=progress,
-        should_stop=should_stop,
+        batch_size=job.batch_size,
+        progress=job.progress,
+        should_stop=job.should_stop,
     )
     status = {
         "out_dir": str(out_dir),
-        "rank": rank,
-        "world_size": world_size,
+        "rank": job.rank,
+        "world_size": job.world_size,
         "images_done": done,
         "images_total": total,
     }
     if not finished:
         return {**status, "status": "stopped"}
-    if world_size > 1:
+    if job.world_size > 1:
         LOG.info(
             "rank %d/%d: shards done; run merge_shards(%s) once every rank has finished",
-            rank,
-            world_size,
+            job.rank,
+            job.world_size,
             out_dir,
         )
         return {**status, "status": "shards_done"}
-    commit_job(out_dir, plan, factory or plan.factory)
+    commit_job(out_dir, plan, job.factory or plan.factory)
     return _complete(out_dir)
 
 

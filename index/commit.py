@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .checks import check_faiss, check_vectors
 from .errors import IndexFormatError
 from .factory import add_vectors, build_faiss_index, choose_factory, ivf_of, needs_rerank
 from .ids import LEVEL_SHIFT, SLOT_SHIFT
@@ -25,13 +26,12 @@ from .io import (
     read_table,
     read_vectors,
     remove_unreferenced,
-    write_faiss,
+    verify_data_file,
+    write_data_file,
     write_json,
-    write_table,
-    write_vectors,
 )
 from .records import METADATA_SCHEMA, split_vectors
-from .shards import Plan, committed_shards, pending_dir, read_shard, remove_pending
+from .shards import Plan, committed_shards, pending_dir, read_shard, remove_pending, shard_path
 
 LOG = logging.getLogger(__name__)
 
@@ -61,14 +61,20 @@ def commit_job(out_dir: Path, plan: Plan, factory: str | None) -> dict:
         table, vectors, base_ids = _merge_with_base(out_dir, base, plan, table, vectors)
     skipped = list(plan.carried_skipped) + [r for r in records if r["status"] == "skipped"]
     if table.num_rows == 0:
+        # a job that commits nothing would fail the same way on every rerun: drop it, so the
+        # next build or update plans anew (from the folder as it is then)
+        remove_pending(out_dir)
         first = f"; first error: {skipped[0]['image']}: {skipped[0]['error']}" if skipped else ""
         raise ValueError(
-            f"{plan.data_root}: nothing to index ({len(skipped)} image(s) skipped{first})"
+            f"{plan.data_root}: nothing to index ({len(skipped)} image(s) skipped{first}); "
+            f"the pending {plan.kind} in {out_dir} was discarded (a rerun plans anew)"
         )
     order = np.argsort(table.column("id").to_numpy(), kind="stable")
     table, vectors = table.take(pa.array(order)), np.ascontiguousarray(vectors[order])
     ids = table.column("id").to_numpy()
+    check_vectors(vectors, Path(out_dir), ids)  # a damaged base generation is refused here
     index, factory_used, auto = _faiss_index(out_dir, base, base_ids, ids, vectors, factory)
+    check_faiss(index, ids, Path(out_dir))
     manifest = _write_generation(out_dir, base, plan, table, vectors, index, skipped)
     manifest.update(factory=factory_used, factory_auto=auto)
     write_json(Path(out_dir) / MANIFEST_NAME, manifest)
@@ -91,6 +97,7 @@ def _read_shards(out_dir: Path, plan: Plan) -> tuple[pa.Table, np.ndarray, list[
         records.extend(shard_records)
         if table.num_rows:
             table, shard_vectors = split_vectors(table)
+            check_vectors(shard_vectors, shard_path(out_dir, shard), table.column("id").to_numpy())
             tables.append(table.select(METADATA_SCHEMA.names))
             vectors.append(shard_vectors)
     dims = sorted({v.shape[1] for v in vectors})
@@ -111,8 +118,8 @@ def _merge_with_base(
             f"{pending_dir(out_dir)}: pending update was planned on generation "
             f"{plan.base_generation}, the index is at {base['generation']}"
         )
-    base_table = read_table(data_file(out_dir, base, "metadata"))
-    base_vectors = read_vectors(data_file(out_dir, base, "vectors"), mmap=False)
+    base_table = read_table(_verified(out_dir, base, "metadata"))
+    base_vectors = read_vectors(_verified(out_dir, base, "vectors"), mmap=False)
     if vectors.shape[0] and vectors.shape[1] != base_vectors.shape[1]:
         raise IndexFormatError(
             f"{pending_dir(out_dir)}: new vectors have size {vectors.shape[1]}, "
@@ -145,7 +152,7 @@ def _faiss_index(
     if base is None or chosen != base["factory"]:
         LOG.info("building faiss index %r over %d vectors", chosen, ids.size)
         return build_faiss_index(vectors, ids, chosen), chosen, auto
-    index = read_faiss(data_file(out_dir, base, "index"), mmap=False)
+    index = read_faiss(_verified(out_dir, base, "index"), mmap=False)
     removed = np.setdiff1d(base_ids, ids)
     if removed.size:
         index.remove_ids(faiss.IDSelectorBatch(removed))
@@ -171,10 +178,9 @@ def _write_generation(
     """Writes the data files of the next generation; returns its manifest (not written yet)."""
     generation = 1 if base is None else base["generation"] + 1
     names = generation_names(generation)
-    sizes = {
-        "vectors": write_vectors(Path(out_dir) / names["vectors"], vectors),
-        "metadata": write_table(Path(out_dir) / names["metadata"], table),
-        "index": write_faiss(Path(out_dir) / names["index"], index),
+    content = {"vectors": vectors, "metadata": table, "index": index}
+    files = {
+        kind: write_data_file(Path(out_dir) / names[kind], kind, content[kind]) for kind in DATA_FILES
     }
     levels = table.column("level").to_numpy()
     ivf = ivf_of(index)
@@ -199,7 +205,15 @@ def _write_generation(
         },
         "next_slot": plan.next_slot,
         "skipped": sorted(skipped, key=lambda r: r["image"]),
-        "files": {kind: {"name": names[kind], "bytes": sizes[kind]} for kind in DATA_FILES},
+        "files": files,
         "created": base["created"] if base is not None else now,
         "updated": now,
     }
+
+
+def _verified(out_dir: Path, manifest: dict, kind: str) -> Path:
+    """A data file of the base generation, checked against its recorded size and sha256 (an update
+    must not carry damage into a new generation under fresh checksums)."""
+    path = data_file(out_dir, manifest, kind)
+    verify_data_file(path, manifest, kind)
+    return path

@@ -5,9 +5,11 @@ jitter moves no pixel, so `CopyTransform` maps any original point to the copy's 
 Coordinates are continuous (x, y) with pixel (row i, column j) covering [j, j + 1) x [i, i + 1),
 i.e. its centre at (j + 0.5, i + 0.5), the convention of PIL's resize.
 
-`prepare_copies` lays out a *work folder* that `index.build_index` can index as a whole:
+`prepare_copies` lays out a *work folder* that `index.build_index` can index as a whole (the images
+are hard links, not a symbolic link to the data folder: an index lists nothing through a link that
+leads out of its folder, see `hsg_files.list_image_files`):
 
-    work/images/           link to the data folder (originals and distractors)
+    work/images/<rel>      every image of the data folder, hard-linked (originals and distractors)
     work/copies/<rel>.png  one copy per chosen original (lossless, so the pixels are exact)
     work/retrieval_copies.json   seed, originals, their hashes and every transform
 """
@@ -203,6 +205,7 @@ def prepare_copies(
     chosen = sorted(images[i] for i in picks)
     hashes = [file_digest(data / rel) for rel in chosen]
     wanted = {"format": FORMAT, "data": str(data), "seed": int(seed), "copies": int(copies)}
+    _mirror_data(data, images, work / "images")  # every run: distractors follow the data folder
     if _is_prepared(work, wanted, hashes):
         LOG.info("reusing the %d copies in %s", copies, work)
         return load_pairs(work)
@@ -260,10 +263,9 @@ def _write_copies(
     seed: int,
     load: ImageLoader,
 ) -> dict:
-    """Links the data folder, writes every copy, then the manifest (last: it marks completion)."""
+    """Writes every copy, then the manifest (last: it marks completion)."""
     work.mkdir(parents=True, exist_ok=True)
     (work / MANIFEST).unlink(missing_ok=True)
-    _link_data(data, work / "images")
     shutil.rmtree(work / "copies", ignore_errors=True)
     rng = np.random.default_rng([seed, 1])  # a stream apart from the choice of originals
     pairs = []
@@ -287,16 +289,32 @@ def _write_copies(
     return manifest
 
 
-def _link_data(data: Path, link: Path) -> None:
-    """`link` -> `data` as a symbolic link (replacing an old one); a copy where links fail."""
-    if link.is_symlink() and Path(os.readlink(link)) == data:
-        return
-    if link.is_symlink() or link.is_file():
-        link.unlink()
-    elif link.is_dir():
-        shutil.rmtree(link)
-    try:
-        link.symlink_to(data, target_is_directory=True)
-    except OSError:  # e.g. Windows without the symlink privilege
-        LOG.warning("cannot link %s; copying the data folder instead", data)
-        shutil.copytree(data, link)
+def _mirror_data(data: Path, images: list[str], mirror: Path) -> None:
+    """`mirror` holds `images` of `data` at the same relative paths, as hard links (no disk used),
+    or copies where hard links fail (another file system); anything else in `mirror` is removed."""
+    if mirror.is_symlink() or mirror.is_file():  # a work folder of an older layout: a symbolic link
+        mirror.unlink()
+    wanted = set(images)
+    for rel in list_images(mirror) if mirror.is_dir() else []:
+        if rel not in wanted or not _same_file(mirror / rel, data / rel):
+            (mirror / rel).unlink()
+    copied = 0
+    for rel in images:
+        target = mirror / rel
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(data / rel, target)
+        except OSError:
+            shutil.copy2(data / rel, target)
+            copied += 1
+    if copied:
+        LOG.warning("copied %d image(s) of %s into %s (hard links failed)", copied, data, mirror)
+
+
+def _same_file(mirrored: Path, source: Path) -> bool:
+    """True when `mirrored` is `source` (a hard link), or a copy of it of the same size and time."""
+    a, b = mirrored.stat(), source.stat()
+    same_inode = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    return same_inode or (a.st_size, a.st_mtime_ns) == (b.st_size, b.st_mtime_ns)

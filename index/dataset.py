@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
+from typing import Callable
+
+import hsg_files
 
 LOG = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = hsg_files.IMAGE_SUFFIXES  # one list for index builds, training and `hsg segment`
 
 
 def list_images(data_root: Path) -> list[str]:
     """Image files under `data_root`, recursively, as sorted "/"-separated relative paths.
 
-    Suffixes are matched case-insensitively (see `IMAGE_SUFFIXES`). Symbolic links to folders
-    are followed, but each real folder is visited once, so link loops end.
+    Suffixes are matched case-insensitively (see `IMAGE_SUFFIXES`). Only regular files whose real
+    path lies inside `data_root` are listed: a symbolic link inside the folder that points inside
+    it is followed (each real folder once, so link loops end); one that leads out of it is
+    skipped with a warning, so a link never puts a file from elsewhere in the index
+    (`hsg_files.list_image_files`).
 
     Raises:
         FileNotFoundError: `data_root` is not a folder.
@@ -24,21 +29,16 @@ def list_images(data_root: Path) -> list[str]:
     root = Path(data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data folder not found")
-    seen_dirs: set[tuple[int, int]] = set()
-    found = []
-    for folder, dirnames, filenames in os.walk(root, followlinks=True, onerror=_log_walk_error):
-        stat = os.stat(folder)
-        if (stat.st_dev, stat.st_ino) in seen_dirs:
-            dirnames[:] = []
-            continue
-        seen_dirs.add((stat.st_dev, stat.st_ino))
-        rel_folder = Path(folder).relative_to(root)
-        for name in filenames:
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES and os.path.isfile(
-                os.path.join(folder, name)
-            ):
-                found.append((rel_folder / name).as_posix())
-    return sorted(found)
+    return hsg_files.list_image_files(root, on_error=_log_walk_error, on_outside=_log_outside(root))
+
+
+def _log_outside(root: Path) -> Callable[[str], None]:
+    """Logs an entry skipped because it is a link that leads out of `root`."""
+
+    def log(rel: str) -> None:
+        LOG.warning("%s: skipped, a link that leads out of %s", rel, root)
+
+    return log
 
 
 def _log_walk_error(err: OSError) -> None:

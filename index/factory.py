@@ -27,6 +27,8 @@ FLAT = "Flat"
 _ADD_CHUNK = 65_536
 _TRAIN_POINTS_PER_LIST = 40
 _SAMPLE_SEED = 0
+_PROBE_DIM = 64  # `check_factory` builds an empty index of this many dimensions
+_DIM_DEPENDENT = "d % M == 0"  # faiss's message when a PQ does not divide the dimension
 
 
 def choose_factory(num_vectors: int) -> str:
@@ -68,6 +70,24 @@ def create_index(factory: str, dim: int) -> faiss.Index:
             f"use {FLAT!r} or an 'IVF...' factory"
         )
     return index
+
+
+def check_factory(factory: str | None) -> None:
+    """Refuse, before any image is read, a factory string faiss cannot parse or of a refused family.
+
+    Checked on an empty index of `_PROBE_DIM` dimensions: a limit that depends on the vectors'
+    dimension (a PQ whose sub-quantizer count must divide it) is checked when the index is built.
+
+    Raises:
+        ValueError: the factory string is invalid or of an unsupported family (see `create_index`).
+    """
+    if factory is None:
+        return
+    try:
+        create_index(factory, _PROBE_DIM)
+    except ValueError as err:
+        if _DIM_DEPENDENT not in str(err):
+            raise
 
 
 def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:

@@ -5,28 +5,33 @@ An index folder holds one committed *generation* of three data files plus ``mani
     index-g0002.faiss      the faiss index (ids: see index.ids)
     metadata-g0002.parquet one row per region, sorted by id (schema: index.records)
     vectors-g0002.npy      [N, D] float32 vectors in the same row order
-    manifest.json          format version, checkpoint hash, counts, names and sizes of the above
+    manifest.json          format version, checkpoint hash, counts, names, sizes and sha256 of the above
 
-Each file is written to a temporary name, fsynced and renamed; the manifest is renamed last and
+Each file is written to a unique temporary name (`hsg_files.atomic_write_path`), fsynced and renamed; the manifest is renamed last and
 is the commit point, so a crash leaves either the previous generation or the new one in force.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CheckpointMismatchError, IndexFormatError
+from hsg_files import atomic_write_path, folder_lock, is_temp_part
+
+from .checks import check_sha256, file_sha256
+from .errors import CheckpointMismatchError, DataRootMismatchError, IndexBusyError, IndexFormatError
 
 FORMAT_NAME = "hsg-segment-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a sha256 per data file in the manifest
+READABLE_VERSIONS = (1, 2)  # 1: sizes only (opens, unverified; `hsg index verify --upgrade`)
 MANIFEST_NAME = "manifest.json"
 DATA_FILES = ("index", "metadata", "vectors")
 _SUFFIXES = {"index": ".faiss", "metadata": ".parquet", "vectors": ".npy"}
@@ -45,38 +50,35 @@ _REQUIRED = (
 )
 
 
-def fsync_dir(folder: Path) -> None:
-    """Makes renames inside `folder` durable."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
 def atomic_write(path: Path, write: Callable[[Path], None]) -> int:
-    """Writes `path` through a temporary file in the same folder, fsync, then rename.
+    """Writes `path` through a uniquely named temporary file in the same folder, fsync, then rename.
 
     Args:
         path: final file path.
-        write: called with the temporary path; must create that file.
+        write: called with the temporary path; must create (or overwrite) that file.
 
     Returns:
         Size of the written file in bytes.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        size = tmp.stat().st_size
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return size
+    return atomic_write_path(path, write)
+
+
+@contextlib.contextmanager
+def job_lock(out_dir: Path, *, shared: bool = False) -> Iterator[None]:
+    """Holds the index folder for one build, update or merge (see `hsg_files.folder_lock`).
+
+    Ranks of one sharded job take it shared (they write distinct shards); everything else takes
+    it exclusively, so a second writer fails at once instead of doing the work twice.
+
+    Raises:
+        IndexBusyError: another job holds `out_dir`.
+    """
+    busy = (
+        f"{out_dir}: another build, update or merge is running on this index folder; "
+        "wait for it to finish (or stop it) and retry"
+    )
+    with folder_lock(out_dir, busy, shared=shared, error=IndexBusyError):
+        yield
 
 
 def write_json(path: Path, payload: dict) -> int:
@@ -86,23 +88,43 @@ def write_json(path: Path, payload: dict) -> int:
 
 
 def write_table(path: Path, table: pa.Table, compression: str = "zstd") -> int:
-    """Atomic Parquet write."""
-    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression=compression))
+    """Atomic Parquet write (with a CRC per data page, checked on read)."""
+    return atomic_write(path, lambda tmp: _write_parquet(table, tmp, compression))
 
 
-def write_vectors(path: Path, vectors: np.ndarray) -> int:
-    """Atomic .npy write of [N, D] float32 vectors."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(vectors, dtype=np.float32))
-
-    return atomic_write(path, write)
+def _write_parquet(table: pa.Table, path: Path, compression: str) -> None:
+    pq.write_table(table, path, compression=compression, write_page_checksum=True)
 
 
-def write_faiss(path: Path, index: faiss.Index) -> int:
-    """Atomic write of a CPU faiss index."""
-    return atomic_write(path, lambda tmp: faiss.write_index(index, str(tmp)))
+def _write_npy(vectors: np.ndarray, path: Path) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def write_data_file(path: Path, kind: str, content: Any) -> dict:
+    """Atomic write of one data file of a generation, hashed before it is renamed into place.
+
+    Args:
+        path: final path.
+        kind: "index" (a faiss index), "metadata" (a table) or "vectors" ([N, D] float32).
+        content: what to write.
+
+    Returns:
+        Its manifest entry: ``{"name", "bytes", "sha256"}``.
+    """
+    writers: dict[str, Callable[[Path], None]] = {
+        "index": lambda tmp: faiss.write_index(content, str(tmp)),
+        "metadata": lambda tmp: _write_parquet(content, tmp, "zstd"),
+        "vectors": lambda tmp: _write_npy(content, tmp),
+    }
+    digest: list[str] = []
+
+    def write_then_hash(tmp: Path) -> None:
+        writers[kind](tmp)
+        digest.append(file_sha256(tmp))
+
+    size = atomic_write(path, write_then_hash)
+    return {"name": Path(path).name, "bytes": size, "sha256": digest[0]}
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -140,15 +162,39 @@ def read_manifest(index_dir: Path) -> dict:
         raise IndexFormatError(
             f"{path}: not a segment index manifest (format={manifest.get('format')!r})"
         )
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in READABLE_VERSIONS:
         raise IndexFormatError(
             f"{path}: unknown format version {manifest.get('format_version')!r}; "
-            f"this code reads version {FORMAT_VERSION}"
+            f"this code reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     missing = [key for key in _REQUIRED if key not in manifest]
     if missing or any(kind not in manifest["files"] for kind in DATA_FILES):
         raise IndexFormatError(f"{path}: manifest lacks {missing or 'file entries'}")
+    if manifest["format_version"] >= 2 and any(
+        not isinstance(manifest["files"][kind].get("sha256"), str) for kind in DATA_FILES
+    ):
+        raise IndexFormatError(f"{path}: manifest lacks the sha256 of a data file")
     return manifest
+
+
+def verify_data_file(path: Path, manifest: dict, kind: str, digest: str | None = None) -> None:
+    """Compares a data file's sha256 with the manifest's (format 1 records none: nothing to do).
+
+    Args:
+        digest: the file's sha256 when already computed, else it is computed here.
+
+    Raises:
+        IndexFormatError: one line naming the damaged file.
+    """
+    recorded = manifest["files"][kind].get("sha256")
+    if recorded is not None:
+        check_sha256(
+            path,
+            digest or file_sha256(path),
+            recorded,
+            f"{kind} file",
+            "restore it from a backup, or rebuild the index",
+        )
 
 
 def check_checkpoint(recorded: str, wanted: str | None, path: Path) -> None:
@@ -157,6 +203,15 @@ def check_checkpoint(recorded: str, wanted: str | None, path: Path) -> None:
         raise CheckpointMismatchError(
             f"{path}: built with checkpoint {recorded}, not with the given "
             f"checkpoint {wanted}; rebuild the index for this checkpoint"
+        )
+
+
+def check_data_root(recorded: str, wanted: Path, path: Path) -> None:
+    """Refuses an index built over another data folder than `wanted` (links resolved)."""
+    if os.path.realpath(recorded) != os.path.realpath(wanted):
+        raise DataRootMismatchError(
+            f"{path}: indexes the data folder {recorded}, not {wanted}; give the index of that "
+            "folder, or build one"
         )
 
 
@@ -189,7 +244,7 @@ def read_faiss(path: Path, mmap: bool) -> faiss.Index:
 def read_table(path: Path, memory_map: bool = False) -> pa.Table:
     """Reads a Parquet file, naming it in any error."""
     try:
-        return pq.read_table(path, memory_map=memory_map)
+        return pq.read_table(path, memory_map=memory_map, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as err:
         raise IndexFormatError(f"{path}: corrupt Parquet file ({err})") from err
 
@@ -214,7 +269,7 @@ def remove_unreferenced(index_dir: Path, keep: set[str]) -> None:
             path.name.startswith(f"{kind}-g") and path.name.endswith(_SUFFIXES[kind])
             for kind in DATA_FILES
         )
-        is_temp = path.name.startswith(".") and ".tmp-" in path.name
+        is_temp = is_temp_part(path.name) or (path.name.startswith(".") and ".tmp-" in path.name)
         if (is_data or is_temp) and path.name not in keep and path.is_file():
             path.unlink()
 

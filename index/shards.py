@@ -4,7 +4,9 @@
 of ``shard_images`` consecutive images; shard ``i`` is done by rank ``i % world_size``. A shard
 is one Parquet file (``shard_00012.parquet``): region rows with a ``vector`` column, and in its
 schema metadata the list of its images with their hash and status (``ok`` or ``skipped`` with
-the error message). It is written to a temporary name and renamed: it exists iff committed.
+the error message). Its sha256 is written first (``shard_00012.sha256``), then the shard itself,
+to a temporary name and renamed: the shard exists iff committed, and its bytes are checked
+against that sha256 when the job is committed.
 Reruns skip committed shards, so an interrupted job loses at most the shards in progress and
 never duplicates one. Shard boundaries do not depend on the number of ranks.
 """
@@ -18,13 +20,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from .errors import IndexFormatError
-from .io import FORMAT_VERSION, check_checkpoint, read_json, read_table, write_json, write_table
+from .errors import CheckpointMismatchError, IndexFormatError
+from .checks import bytes_sha256, check_sha256
+from .io import atomic_write, check_checkpoint, read_json, write_json
 
 PENDING_DIR = "pending"
 PLAN_NAME = "plan.json"
 _SHARD_KEY = b"hsg_shard"
+PLAN_FORMAT_VERSION = 1  # the plan's own version (the index manifest has FORMAT_VERSION)
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Plan:
     next_slot: int = 0
     base_generation: int | None = None
     job_id: str = ""
-    format_version: int = FORMAT_VERSION
+    format_version: int = PLAN_FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if (
@@ -82,20 +87,29 @@ def pending_dir(out_dir: Path) -> Path:
     return Path(out_dir) / PENDING_DIR
 
 
+def discard_hint(out_dir: Path) -> str:
+    """The command that deletes the pending job of `out_dir`, for error messages."""
+    return f"`hsg index discard {out_dir}` deletes it (the index in force stays)"
+
+
 def read_plan(out_dir: Path) -> Plan | None:
     """The pending plan of `out_dir`, or None when nothing is pending."""
     path = pending_dir(out_dir) / PLAN_NAME
     if not path.exists():
         return None
-    payload = read_json(path, "pending build plan")
-    if payload.get("format_version") != FORMAT_VERSION:
+    try:
+        payload = read_json(path, "pending build plan")
+    except IndexFormatError as err:
+        raise IndexFormatError(f"{err}; {discard_hint(out_dir)}") from err
+    if payload.get("format_version") != PLAN_FORMAT_VERSION:
         raise IndexFormatError(
-            f"{path}: unknown plan format version {payload.get('format_version')!r}"
+            f"{path}: unknown plan format version {payload.get('format_version')!r}; "
+            f"{discard_hint(out_dir)}"
         )
     try:
         return Plan(**payload)
     except TypeError as err:
-        raise IndexFormatError(f"{path}: malformed plan ({err})") from err
+        raise IndexFormatError(f"{path}: malformed plan ({err}); {discard_hint(out_dir)}") from err
 
 
 def write_plan(out_dir: Path, plan: Plan) -> None:
@@ -106,18 +120,26 @@ def write_plan(out_dir: Path, plan: Plan) -> None:
 
 
 def check_plan(plan: Plan, out_dir: Path, kind: str, checkpoint_hash: str, data_root: Path) -> None:
-    """Refuses to resume a pending job made for another checkpoint, folder or kind of job."""
+    """Refuses to resume a pending job made for another checkpoint, folder or kind of job.
+
+    Each message names the pending plan, how to finish it, and the command that discards it.
+    """
     path = pending_dir(out_dir) / PLAN_NAME
-    check_checkpoint(plan.checkpoint_hash, checkpoint_hash, path)
+    if plan.checkpoint_hash != checkpoint_hash:
+        raise CheckpointMismatchError(
+            f"{path}: built with checkpoint {plan.checkpoint_hash}, not with the given "
+            f"checkpoint {checkpoint_hash}; finish it with that checkpoint, or "
+            f"{discard_hint(out_dir)}"
+        )
     if Path(plan.data_root) != Path(data_root):
         raise IndexFormatError(
-            f"{path}: a pending job indexes {plan.data_root}, not {data_root}; "
-            "finish it or delete the pending folder"
+            f"{path}: a pending {plan.kind} indexes {plan.data_root}, not {data_root}; "
+            f"finish it, or {discard_hint(out_dir)}"
         )
     if plan.kind != kind:
         raise IndexFormatError(
             f"{path}: an unfinished {plan.kind} is pending; rerun the {plan.kind} "
-            "to finish it first"
+            f"to finish it first, or {discard_hint(out_dir)}"
         )
 
 
@@ -125,9 +147,18 @@ def shard_path(out_dir: Path, shard: int) -> Path:
     return pending_dir(out_dir) / f"shard_{shard:05d}.parquet"
 
 
+def checksum_path(out_dir: Path, shard: int) -> Path:
+    return pending_dir(out_dir) / f"shard_{shard:05d}.sha256"
+
+
 def committed_shards(out_dir: Path) -> set[int]:
-    """Numbers of the shards whose file exists (temporary files are ignored)."""
-    return {int(p.stem.split("_")[1]) for p in pending_dir(out_dir).glob("shard_*.parquet")}
+    """Numbers of the shards whose file and checksum exist (temporary files are ignored; a shard
+    written before shards had checksums counts as not committed and is extracted again)."""
+    return {
+        int(p.stem.split("_")[1])
+        for p in pending_dir(out_dir).glob("shard_*.parquet")
+        if p.with_suffix(".sha256").is_file()
+    }
 
 
 def write_shard(
@@ -137,16 +168,43 @@ def write_shard(
     info = {"shard": shard, "checkpoint_hash": checkpoint_hash, "images": records}
     metadata = dict(table.schema.metadata or {})
     metadata[_SHARD_KEY] = json.dumps(info).encode()
+    sink = pa.BufferOutputStream()
     # uncompressed: shards are temporary and mostly float vectors, which do not compress
-    write_table(
-        shard_path(out_dir, shard), table.replace_schema_metadata(metadata), compression="none"
+    pq.write_table(
+        table.replace_schema_metadata(metadata), sink, compression="none", write_page_checksum=True
     )
+    data = sink.getvalue()
+    atomic_write(
+        checksum_path(out_dir, shard),
+        lambda tmp: tmp.write_text(bytes_sha256(memoryview(data)) + "\n", encoding="ascii"),
+    )
+    atomic_write(shard_path(out_dir, shard), lambda tmp: tmp.write_bytes(memoryview(data)))
 
 
 def read_shard(out_dir: Path, shard: int, checkpoint_hash: str) -> tuple[pa.Table, list[dict]]:
-    """(region rows with vectors, image records) of a committed shard."""
+    """(region rows with vectors, image records) of a committed shard, checked against its sha256.
+
+    Raises:
+        IndexFormatError: the shard is damaged, unreadable or of another checkpoint (one line
+            naming the shard file).
+    """
     path = shard_path(out_dir, shard)
-    table = read_table(path)
+    try:
+        recorded = checksum_path(out_dir, shard).read_text(encoding="ascii").strip()
+        data = path.read_bytes()
+    except (OSError, UnicodeDecodeError) as err:
+        raise IndexFormatError(f"{path}: shard or its checksum is unreadable ({err})") from err
+    check_sha256(
+        path,
+        bytes_sha256(data),
+        recorded,
+        "shard file",
+        "delete it and rerun the job to extract its images again",
+    )
+    try:
+        table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as err:
+        raise IndexFormatError(f"{path}: corrupt Parquet file ({err})") from err
     raw = (table.schema.metadata or {}).get(_SHARD_KEY)
     if raw is None:
         raise IndexFormatError(f"{path}: not a shard file (no shard metadata)")

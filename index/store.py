@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,23 +13,31 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .checks import check_faiss, check_vectors, file_sha256, hash_in_background
 from .errors import IndexFormatError
 from .factory import to_gpus
 from .filters import IdFilter
 from .ids import image_level_range, level_range, region_ids, split_ids
 from .io import (
     DATA_FILES,
+    FORMAT_VERSION,
     MANIFEST_NAME,
     check_checkpoint,
+    check_data_root,
     data_file,
+    job_lock,
+    manifest_header,
     read_faiss,
     read_manifest,
     read_table,
     read_vectors,
+    verify_data_file,
+    write_json,
 )
 from .ranking import Ranker
 from .rle import decode_region
 
+LOG = logging.getLogger(__name__)
 ONE_PER_IMAGE_FACTOR = 4  # over-fetch per round when collapsing to one hit per image
 _NUMERIC_COLUMNS = ("level", "region", "parent", "area", "x0", "y0", "x1", "y1", "height", "width")
 _BLAS_THRESHOLD = 20  # faiss defaults to a slow path for query batches below 128000 vectors
@@ -104,32 +113,62 @@ class SegmentIndex:
         path: Path,
         *,
         checkpoint_hash: str | None = None,
+        data_root: Path | None = None,
         mmap: bool = False,
         use_gpu: bool | None = None,
+        verify: bool = True,
     ) -> "SegmentIndex":
         """Opens the index in folder `path` (or its manifest.json).
+
+        Always checked: the manifest, the size of each data file, row counts, dimensions, that
+        the faiss ids are exactly the metadata ids, and (unless memory-mapped without `verify`)
+        that every stored vector, in the vector file and in the faiss codes, is a finite unit
+        vector. With `verify` (the default) also the sha256 of each data file against the
+        manifest, hashed in background threads while the files are read. `verify=False` is the
+        fast path for very large indexes; `hsg index verify` then checks them in full.
 
         Args:
             path: index folder.
             checkpoint_hash: when given, refuse an index built with another checkpoint.
+            data_root: when given, refuse an index of another data folder.
             mmap: memory-map the faiss codes and the vectors instead of loading them (the Parquet
                 metadata is decoded into memory either way).
             use_gpu: None = copy the index to the GPUs when faiss has any; True = require GPUs;
                 False = CPU only.
+            verify: check checksums, norms and finiteness (see above).
 
         Raises:
             IndexFormatError: missing/corrupt manifest, unknown format version, missing,
-                truncated or inconsistent data files (the message names the file).
+                truncated, damaged or inconsistent data files (the message names the file).
             CheckpointMismatchError: built with another checkpoint.
+            DataRootMismatchError: built over another data folder than `data_root`.
         """
         folder = Path(path).parent if Path(path).name == MANIFEST_NAME else Path(path)
         manifest = read_manifest(folder)
         check_checkpoint(manifest["checkpoint_hash"], checkpoint_hash, folder / MANIFEST_NAME)
+        if data_root is not None:
+            check_data_root(manifest["data_root"], data_root, folder / MANIFEST_NAME)
         files = {kind: data_file(folder, manifest, kind) for kind in DATA_FILES}
+        hashed = manifest["format_version"] >= 2 and verify
+        digests = hash_in_background(files) if hashed else {}
+        if verify and not hashed:
+            LOG.warning(
+                "%s: format %d records no checksums; `hsg index verify --upgrade %s` adds them",
+                folder / MANIFEST_NAME,
+                manifest["format_version"],
+                folder,
+            )
         index = read_faiss(files["index"], mmap)
         table = read_table(files["metadata"], memory_map=mmap)
         vectors = read_vectors(files["vectors"], mmap)
         _check_consistent(files, manifest, index, table, vectors)
+        for kind, digest in digests.items():
+            verify_data_file(files[kind], manifest, kind, digest.result())
+        ids = table.column("id").to_numpy()
+        norms = verify or not mmap  # in memory the check costs ~0.05 s per 10^6 x 128 floats
+        if norms:
+            check_vectors(vectors, files["vectors"], ids)
+        check_faiss(index, ids, files["index"], norms=norms)
         faiss.cvar.distance_compute_blas_threshold = _BLAS_THRESHOLD
         return cls(folder, manifest, index, table, vectors, to_gpus(index, use_gpu), mmap)
 
@@ -391,3 +430,42 @@ def _check_consistent(
     ids = table.column("id").to_numpy()
     if ids.size > 1 and not (np.diff(ids) > 0).all():
         raise IndexFormatError(f"{files['metadata']}: region ids are not strictly increasing")
+
+
+def verify_index(path: Path, *, upgrade: bool = False) -> dict:
+    """Opens an index with every check (`SegmentIndex.open(verify=True)`) and reports the result.
+
+    Args:
+        path: index folder.
+        upgrade: for a format-1 index (sizes only), record the sha256 of its data files in the
+            manifest once every other check has passed (format 2 from then on).
+
+    Returns:
+        ``{"path", "format_version", "regions", "checksums", "status": "ok"}``; ``checksums``
+        is "verified", "recorded" (upgraded) or "none recorded (format 1)".
+
+    Raises:
+        IndexFormatError: the first problem found (one line naming the file).
+        IndexBusyError: `upgrade` while a job holds the folder.
+    """
+    index = SegmentIndex.open(path, use_gpu=False, verify=True)
+    folder, manifest = index.path, index.manifest
+    checksums = "verified"
+    if manifest["format_version"] < FORMAT_VERSION:
+        checksums = "none recorded (format 1); --upgrade records them"
+        if upgrade:
+            with job_lock(folder):
+                if read_manifest(folder)["job_id"] != manifest["job_id"]:
+                    raise IndexFormatError(f"{folder}: the index changed while it was verified; retry")
+                files = {kind: dict(entry) for kind, entry in manifest["files"].items()}
+                for kind, entry in files.items():
+                    entry["sha256"] = file_sha256(folder / entry["name"])
+                write_json(folder / MANIFEST_NAME, {**manifest, **manifest_header(), "files": files})
+            checksums = "recorded"
+    return {
+        "path": str(folder),
+        "format_version": read_manifest(folder)["format_version"],
+        "regions": len(index),
+        "checksums": checksums,
+        "status": "ok",
+    }

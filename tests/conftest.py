@@ -139,15 +139,16 @@ def explorer(tmp_path_factory):
     return app.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height but which holds almost no data (a decompression bomb)."""
+def png_header_only(width: int, height: int, colour_type: int = 2) -> bytes:
+    """A PNG whose header claims width x height but which holds almost no data (a decompression bomb);
+    colour_type 2 is RGB, 0 grey."""
     import struct
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     return b"\x89PNG\r\n\x1a\n" + body
 
@@ -188,3 +189,24 @@ def run_hsg(capsys):
         return code, out, err
 
     return run
+
+
+def root_with_links_out(base: Path) -> tuple[Path, Path]:
+    """(root, outside) for issue 13 item 1. root: real.png, sub/deep.png and alias.png -> real.png (a
+    link that stays inside: listed); notes.jpg -> outside/secret.txt, photo.jpg -> outside/photo.jpg (a
+    real JPEG) and elsewhere/ -> outside/ (links that lead out: never listed, indexed, shown or opened)."""
+    import numpy as np
+    from PIL import Image
+
+    root, outside = base / "root", base / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    pixels = np.full((20, 30, 3), 120, np.uint8)
+    for path in (root / "real.png", root / "sub" / "deep.png", outside / "photo.jpg", outside / "far.png"):
+        Image.fromarray(pixels).save(path)
+    (outside / "secret.txt").write_text("top secret")
+    (root / "alias.png").symlink_to(root / "real.png")
+    (root / "notes.jpg").symlink_to(outside / "secret.txt")
+    (root / "photo.jpg").symlink_to(outside / "photo.jpg")
+    (root / "elsewhere").symlink_to(outside, target_is_directory=True)
+    return root, outside

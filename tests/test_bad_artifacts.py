@@ -5,6 +5,7 @@ writes nothing, the library raises its own error class, the app shows a `gr.Erro
 Nothing is executed from a file, and no file is altered by a failed command.
 """
 import json
+import re
 import shutil
 
 import gradio as gr
@@ -38,6 +39,16 @@ def fill(key: str, value: float):
     return lambda data: data["model"][key].fill_(value)
 
 
+def expand(key: str):
+    """Replace a weight by one stored number viewed at the weight's shape (stride 0): a few bytes in the
+    file, the full size in any computation; the issue's bomb was such a view of 40000 x 40000."""
+    return lambda data: data["model"].__setitem__(key, torch.ones(1).expand(data["model"][key].shape))
+
+
+class NotAllowed:
+    """A class torch's weights_only unpickler refuses, with advice to load unsafely."""
+
+
 def grow_embedding(data):
     data["config"]["model"]["embedding_dim"] = 32  # the weights still have 16
 
@@ -62,6 +73,8 @@ BAD_CHECKPOINTS = [
     ("unknown-config-key", lambda d, c: edited(c, d / "future.pt", lambda x: x["config"]["model"].update(depth=3)),
      "stored config does not match"),
     ("nan-weights", lambda d, c: edited(c, d / "nan.pt", fill("head.project.weight", float("nan"))), "NaN or inf"),
+    ("expanded-weights", lambda d, c: edited(c, d / "expanded.pt", expand("head.project.weight")),
+     "expanded or overlapping views are refused"),
     ("overflowing-weights", lambda d, c: edited(c, d / "huge.pt", fill("head.project.weight", 3e38)),
      "non-finite embeddings"),
 ]
@@ -78,6 +91,21 @@ def test_bad_checkpoint_is_one_line_error(tmp_path, run_hsg, tiny_checkpoint, ma
     import os
 
     assert not os.path.exists(MARKER)
+
+
+def test_refusals_never_advise_loading_unsafely(tmp_path, run_hsg, tiny_checkpoint):
+    """torch's refusal advises retrying with weights_only=False, or allowlisting the global "if you trust"
+    it (in terminal escapes); `hsg` passes on torch's reason only, for checkpoints and --init-weights."""
+    good, images = tiny_checkpoint
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "hsg-checkpoint/1", "model": NotAllowed()}, foreign)
+    runs = [("segment", images / "0.png", "--checkpoint", foreign, "--out", tmp_path / "out"),
+            ("train", "--config", "tiny", "--data", images, "--out", tmp_path / "run", "--device", "cpu",
+             "--init-weights", foreign)]
+    for argv in runs:
+        code, _, err = run_hsg(*argv)
+        line = assert_one_line_error(code, err, str(foreign), "NotAllowed was not an allowed global")
+        assert not re.search(r"weights_only=False|set to `False`|trust|safe_globals|allowlist|\x1b", line), line
 
 
 def test_resume_from_a_truncated_checkpoint_is_refused_untouched(tmp_path, run_hsg, tiny_checkpoint):

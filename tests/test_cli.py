@@ -111,3 +111,63 @@ def test_export_set_refuses_a_config_whose_weights_would_not_load(tmp_path, caps
     assert cli.main(["export", str(app.DEFAULT_CHECKPOINT), str(target), "--set", "model.backbone_init=none"]) == 2
     err = capsys.readouterr().err
     assert "changes the network's parameters" in err and "missing" in err and not target.exists()
+
+
+def test_file_names_cannot_forge_lines_or_send_terminal_escapes(tiny_checkpoint, tmp_path, run_hsg):
+    """Issue 13 item 9: a newline in a file name forged an `hsg: error:` line; ESC reached the terminal."""
+    import logging
+
+    from tests.conftest import assert_one_line_error
+
+    bad = tmp_path / "evil\nhsg: error: forged \x1b[2J\u202e.jpg"
+    bad.write_text("not an image")
+    code, _, err = run_hsg("segment", bad, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o")
+    line = assert_one_line_error(code, err, "evil\\nhsg: error: forged \\x1b[2J\\u202e.jpg: not an image file")
+    assert "\x1b" not in err and "\u202e" not in err and line.count("hsg: error:") == 2
+    record = logging.LogRecord("index.dataset", logging.WARNING, __file__, 1, "%s: skipped", (bad.name,), None)
+    logged = cli.EscapingFormatter("%(levelname)s %(name)s: %(message)s").format(record)  # how `hsg` logs
+    assert logged == "WARNING index.dataset: evil\\nhsg: error: forged \\x1b[2J\\u202e.jpg: skipped"
+
+
+def test_hsg_segment_reads_only_the_suffixes_index_and_training_read(tiny_checkpoint, tmp_path, run_hsg):
+    from tests.conftest import assert_one_line_error
+
+    other = tmp_path / "photo.ppm"  # PIL reads it, but index builds and training would skip it
+    Image.new("RGB", (8, 6)).save(other)
+    code, _, err = run_hsg("segment", other, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o")
+    assert_one_line_error(code, err, f"{other}: not an image file name (expected .avif, .bmp, .gif,")
+    gif = tmp_path / "photo.gif"  # read by all three
+    Image.new("RGB", (64, 48), (90, 20, 200)).save(gif)
+    code, out, err = run_hsg("segment", gif, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o")
+    assert code == 0 and "photo.gif: regions per level" in out, err
+
+
+def test_factory_is_refused_before_any_model_loads_or_image_is_read(tmp_path, run_hsg, monkeypatch):
+    import hsg_core.predictor
+    from tests.conftest import assert_one_line_error
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before --factory was checked")
+
+    monkeypatch.setattr(hsg_core.predictor, "load_predictor", no_model)
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (8, 6)).save(data / "a.png")
+    for factory, reason in (("HNSW32", "use 'Flat' or an 'IVF...' factory"), ("IVF16,Flatx", "invalid faiss")):
+        out = tmp_path / "out"
+        argv = ("index", "build", data, "--checkpoint", tmp_path / "none.pt", "--out", out, "--factory", factory)
+        assert_one_line_error(*run_hsg(*argv)[::2], factory, reason)
+        assert not out.exists()
+    from index.factory import check_factory
+
+    check_factory("IVF16,PQ48")  # depends on the vectors' dimension: checked when the index is built
+
+
+def test_hsg_serve_exits_2_with_one_line_on_bad_input(tmp_path, run_hsg, monkeypatch):
+    from tests.conftest import assert_one_line_error
+
+    monkeypatch.setenv("HSG_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    assert_one_line_error(*run_hsg("serve", "--checkpoint", bad)[::2], f"{bad}: ")
+    assert_one_line_error(*run_hsg("serve", "--auth-file", tmp_path / "missing")[::2], "missing")

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from hsg_core.atomic import FILE_MODE, atomic_write, atomic_write_text, remove_stale_parts
+from hsg_files import FILE_MODE, atomic_write, atomic_write_text, remove_stale_parts
 
 
 def test_replaces_content_and_leaves_no_temp_files(tmp_path):

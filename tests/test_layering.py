@@ -31,3 +31,8 @@ def test_no_hard_coded_cuda_in_library_code():
     offenders = [str(p) for folder in ("hsg_core", "index") for p in (REPO / folder).rglob("*.py")
                  if pattern.search(p.read_text())]
     assert not offenders
+
+
+def test_hsg_files_shared_by_both_packages_imports_only_the_standard_library():
+    loaded = imported_after("import hsg_files")
+    assert not loaded & {"numpy", "PIL", "torch", "faiss", "gradio", "hsg_core", "index"}

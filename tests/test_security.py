@@ -132,3 +132,63 @@ def test_no_code_path_evaluates_or_unpickles_user_data():
             if "torch.load(" in code and "weights_only=True" not in code:
                 found.append(f"{path.relative_to(REPO)}:{number}: torch.load without weights_only=True")
     assert found == []
+
+
+def test_an_upload_declaring_14000x14000_is_refused_from_its_header_with_its_name(served, tmp_path, monkeypatch):
+    """Issue 13 item 3: gradio decoded uploads before the app saw them; PIL only warns below twice its
+    limit, so a 600 KB PNG of 14000x14000 took 2.6 GB. Now the upload reaches `load_image` as a file."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+    from PIL import ImageFile
+
+    url, _, _ = served
+    decoded = []
+    load = ImageFile.ImageFile.load
+
+    def record_large(self):
+        if self.size[0] * self.size[1] > 10**8:
+            decoded.append(self.size)
+            raise MemoryError("decoding a bomb")
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", record_large)  # the server runs in this process
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(14000, 14000))
+    with pytest.raises(AppError) as info:
+        Client(f"{url}/", verbose=False).predict(handle_file(str(bomb)), 0, 0.45, False, api_name="/load_image")
+    assert str(info.value) == "bomb.png: too large (more than 100,000,000 pixels); downscale it first"
+    assert decoded == []
+
+
+def test_the_request_queue_is_bounded(explorer, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(app, "load_app", lambda args: explorer)
+    monkeypatch.setattr(app.gr.Blocks, "launch", lambda self, **kw: seen.update(kw, blocks=self))
+    assert app.main([]) == 0
+    assert seen["blocks"]._queue.max_size == app.MAX_QUEUE == 32
+
+
+def test_serving_beyond_loopback_warns_and_a_login_can_be_required(explorer, monkeypatch, tmp_path, capsys):
+    """Issue 13 item 9: --host 0.0.0.0 printed nothing and no login could be asked for."""
+    seen = {}
+    monkeypatch.setattr(app, "load_app", lambda args: explorer)
+    monkeypatch.setattr(app.gr.Blocks, "launch", lambda self, **kw: seen.update(kw))
+    monkeypatch.delenv("HSG_AUTH", raising=False)
+    logins = tmp_path / "logins"
+    logins.write_text("# who may log in\nann:s3cret:with-colon\n\n")
+    runs = {"loopback": ["--host", "127.0.0.1"], "open": ["--host", "0.0.0.0"],
+            "login": ["--host", "0.0.0.0", "--auth-file", str(logins)]}
+    err = {}
+    for name, argv in runs.items():
+        assert cli.main(["serve", *argv]) == 0
+        err[name], auth = capsys.readouterr().err, seen["auth"]
+        assert auth == ([("ann", "s3cret:with-colon")] if name == "login" else None)
+    assert err["loopback"] == ""
+    assert "hsg: warning: serving on 0.0.0.0" in err["open"] and "no login is required" in err["open"]
+    assert "hsg: warning: serving on 0.0.0.0" in err["login"] and "no login" not in err["login"]
+    monkeypatch.setenv("HSG_AUTH", "bob:pw")
+    assert cli.main(["serve", "--host", "0.0.0.0"]) == 0 and seen["auth"] == [("bob", "pw")]
+    assert "no login" not in capsys.readouterr().err
+    logins.write_text("ann\n")  # no password: refused, the line not echoed
+    assert cli.main(["serve", "--auth-file", str(logins)]) == 2
+    assert capsys.readouterr().err == f"hsg: error: {logins} line 1: expected user:password\n"

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..checkpoint import torch_load_reason
 from .registry import FreezableMixin, register
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -154,8 +155,8 @@ def load_torchvision_state(model: nn.Module, path: str | Path) -> None:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
-        first = (str(err).splitlines() or [""])[0]
-        raise ValueError(f"{path}: cannot read ResNet weights ({err.__class__.__name__}: {first})") from err
+        raise ValueError(f"{path}: cannot read ResNet weights ({err.__class__.__name__}: "
+                         f"{torch_load_reason(err)})") from None
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checkpoint import torch_load_reason
 from .registry import FreezableMixin, register
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -107,7 +108,7 @@ def dinov2_vits14(*, init: str = "none", output_stride: int = 14, width: int = 6
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as err:  # noqa: BLE001
-            raise ValueError(f"{path}: not a DINOv2 ViT-S/14 state dict ({(str(err).splitlines() or [''])[0]})") from err
+            raise ValueError(f"{path}: not a DINOv2 ViT-S/14 state dict ({torch_load_reason(err)})") from None
     return model
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.io
 from PIL import Image, UnidentifiedImageError
 
-from ..images import IMAGE_SUFFIXES, load_image
+from ..images import IMAGE_SUFFIXES, TOO_LARGE, load_image, refuse_bomb
 
 VOID = 255
 
@@ -53,12 +53,15 @@ def read_mask(path: Path) -> np.ndarray:
     """A single-channel label PNG (palette indices, 8 or 16 bit) -> [H, W] int32."""
     try:
         with Image.open(path) as img:
+            refuse_bomb(img)  # the pixel limit of `load_image`, before decoding
             if img.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
                 raise DatasetError(f"{path}: a label mask must be single-channel (palette or grey), "
                                    f"not {img.mode}")
             return np.asarray(img).astype(np.int32)
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: no such mask file") from err
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"{path}: {TOO_LARGE}") from err
     except (UnidentifiedImageError, OSError) as err:
         raise DatasetError(f"{path}: not a readable PNG mask ({err})") from err
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
+from hsg_files import atomic_write_text
 
 
 def finite(value):

@@ -61,3 +61,43 @@ def test_list_images_recursive_and_loop_safe(tmp_path):
     assert sorted(set(found)) == ["a/b/z.webp", "a/y.png", "x.JPG"]
     with pytest.raises(FileNotFoundError, match="not a folder"):
         list_images(tmp_path / "nope")
+
+
+def test_list_images_skips_links_that_lead_out_of_the_root(tmp_path):
+    from tests.conftest import root_with_links_out
+
+    root, _ = root_with_links_out(tmp_path)
+    found = [p.relative_to(root).as_posix() for p in list_images(root)]
+    assert found == ["alias.png", "real.png", "sub/deep.png"]  # notes.jpg, photo.jpg, elsewhere/*: outside
+
+
+def test_training_and_index_share_one_suffix_list_with_gif_and_avif(tmp_path):
+    from hsg_core import images
+
+    for name, fmt in (("a.gif", "GIF"), ("b.AVIF", "AVIF"), ("c.png", "PNG")):
+        Image.new("RGB", (8, 6), (200, 10, 10)).save(tmp_path / name, format=fmt)
+    assert [p.name for p in list_images(tmp_path)] == ["a.gif", "b.AVIF", "c.png"]
+    import hsg_files
+
+    assert images.IMAGE_SUFFIXES is hsg_files.IMAGE_SUFFIXES
+    assert load_image(tmp_path / "b.AVIF").shape == (6, 8, 3)
+
+
+def test_pixel_limit_holds_before_decoding_whatever_the_warning_filter(tmp_path, monkeypatch):
+    """The bomb check reads the header's size itself: another thread resetting the process-wide
+    warning filter (which PIL's own check relies on below twice its limit) cannot let a bomb decode."""
+    import warnings
+
+    from PIL import ImageFile
+
+    from tests.conftest import png_header_only
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(14000, 14000))  # 1.96e8 pixels: PIL alone would only warn
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or 1 / 0)
+    monkeypatch.setattr(warnings, "simplefilter", lambda *args, **kwargs: None)  # the filter "reset"
+    with pytest.raises(ImageReadError) as info:
+        load_image(bomb)
+    assert str(info.value) == f"{bomb}: too large (more than 100,000,000 pixels); downscale it first"
+    assert decoded == []

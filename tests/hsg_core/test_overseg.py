@@ -135,3 +135,119 @@ def test_edge_map_cache_round_trip_keyed_by_method_only(tmp_path):
     assert np.array_equal(edge_map(image, cfg, cache=cache), fresh)
     with pytest.raises(ValueError, match="'slic' has no edge map"):
         edge_map(image, OversegConfig(method="slic"))
+
+
+def cache_bytes(root) -> int:
+    """Bytes of every cache entry under `root`."""
+    return sum(p.stat().st_size for p in root.rglob("*.npy"))
+
+
+def entry_bytes(labels: np.ndarray) -> int:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, labels, allow_pickle=False)
+    return len(buffer.getvalue())
+
+
+def test_cache_stays_under_its_cap_and_keeps_the_most_recently_used(tmp_path):
+    """40 entries into a cache capped at 10: it never holds more than its cap, the entry read after every
+    write survives, and what is evicted was used before everything kept (least recently used first)."""
+    rng = np.random.default_rng(0)
+    cfg = OversegConfig(method="slic", max_regions=10)
+    images = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(40)]
+    labels = np.arange(256, dtype=np.int32).reshape(16, 16)
+    cache = OversegCache(tmp_path, max_bytes=10 * entry_bytes(labels))
+    for image in images:
+        cache.put(image, cfg, labels)
+        assert np.array_equal(cache.get(images[0], cfg), labels)  # image 0 stays in use
+        assert cache_bytes(tmp_path) <= cache.max_bytes
+    present = [cache.path(image, cfg).is_file() for image in images]
+    kept = [i for i in range(1, len(images)) if present[i]]
+    assert present[0] and 7 <= len(kept) <= 9
+    assert kept == list(range(len(images) - len(kept), len(images)))  # the most recent writes, in one run
+    edges = np.zeros((16, 16), np.float32)
+    for image in images:  # edge maps share the cap
+        cache.put_edges(image, cfg, edges)
+        assert cache_bytes(tmp_path) <= cache.max_bytes
+
+
+def test_cache_cap_comes_from_the_environment(tmp_path, monkeypatch):
+    from hsg_core.config import load_config
+    from hsg_core.model import HSG
+    from hsg_core.overseg.cache import CACHE_MB_ENV, DEFAULT_CACHE_MB
+    from hsg_core.predictor import HSGPredictor
+
+    monkeypatch.delenv(CACHE_MB_ENV, raising=False)
+    assert OversegCache(tmp_path).max_bytes == DEFAULT_CACHE_MB << 20 == 2 << 30
+    monkeypatch.setenv(CACHE_MB_ENV, "1.5")
+    assert OversegCache(tmp_path).max_bytes == 3 << 19
+    monkeypatch.setenv("HSG_CACHE", str(tmp_path))
+    predictor = HSGPredictor(HSG(load_config("tiny")))  # the app's and `hsg`'s cache
+    assert predictor.cache.root == tmp_path / "overseg" and predictor.cache.max_bytes == 3 << 19
+    for bad in ("lots", "0", "-1", "nan", "inf"):
+        monkeypatch.setenv(CACHE_MB_ENV, bad)
+        with pytest.raises(ValueError, match=f"{CACHE_MB_ENV}='{bad}': expected a positive number of megabytes"):
+            OversegCache(tmp_path)
+
+
+def _share_cache(root: str, cap: int, seed: int, rounds: int) -> None:
+    """One of several processes writing to and reading from one small cache; exits 1 on any error."""
+    import os
+
+    try:
+        rng = np.random.default_rng(seed)
+        cfg = OversegConfig(method="slic", max_regions=10)
+        cache = OversegCache(root, max_bytes=cap)
+        seen = []
+        for _ in range(rounds):
+            image = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            labels = rng.integers(0, 9, (16, 16), dtype=np.int32)
+            cache.put(image, cfg, labels)
+            seen.append((image, labels))
+            for old_image, old_labels in seen[-5:]:
+                got = cache.get(old_image, cfg)
+                assert got is None or np.array_equal(got, old_labels)
+    except BaseException:  # noqa: BLE001 - reported by the exit code
+        import traceback
+
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+def test_processes_sharing_a_cache_evict_each_others_entries_without_errors(tmp_path, monkeypatch, caplog):
+    """Three processes with one capped cache: none fails when another evicts an entry it is about to read or
+    evict, and the folder ends within the cap plus what the others wrote since their last scan (10% each)."""
+    import multiprocessing
+    import os
+
+    cap = 30 * entry_bytes(np.zeros((16, 16), np.int32))
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_share_cache, args=(str(tmp_path), cap, seed, 150)) for seed in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert cache_bytes(tmp_path) <= cap * 1.2 + entry_bytes(np.zeros((16, 16), np.int32))
+
+    # the two races, made certain: an entry vanishes between the check and the read, and during an eviction
+    cfg = OversegConfig(method="slic", max_regions=10)
+    cache = OversegCache(tmp_path / "one", max_bytes=cap)
+    image, labels = np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), np.int32)
+    cache.put(image, cfg, labels)
+    real_load = np.load
+
+    def load_after_eviction(path, **kwargs):
+        os.unlink(path)
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(np, "load", load_after_eviction)
+    with caplog.at_level("WARNING"):
+        assert cache.get(image, cfg) is None
+    assert not caplog.records  # a miss, not a damaged entry
+    monkeypatch.setattr(np, "load", real_load)
+    gone = str(tmp_path / "one" / "ab" / "gone.npy")
+    monkeypatch.setattr(cache, "_entries", lambda: [(0, cap, gone), (1, 10, str(cache.path(image, cfg)))])
+    assert cache.evict() == 10

@@ -170,3 +170,45 @@ def test_resnet_checkpoint_from_before_the_dilation_fix_keeps_its_rule(tmp_path)
     expected = HSGPredictor(model, work_side=96).predict(image)
     got = loaded.predict(image)
     assert all(np.allclose(a.embeddings, b.embeddings, atol=1e-5) for a, b in zip(expected.levels, got.levels))
+
+
+def test_a_checkpoint_without_form_or_kmeans_init_loads_with_our_transformer_and_equal_cells(tmp_path, monkeypatch):
+    """Written before grouping.form / grouping.kmeans_init: checkpoint_config fills in what it was trained
+    with (not whatever the defaults become), so it loads and predicts as before."""
+    from hsg_core.config import HSGConfig
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny", ["overseg.cache=false"])
+    model = HSG(cfg)
+    stored = cfg.to_dict()
+    del stored["grouping"]["form"], stored["grouping"]["kmeans_init"]
+    ckpt = tmp_path / "old.pt"
+    atomic_torch_save({"format": FORMAT, "config": stored, "model": model.state_dict(), "step": 0}, ckpt)
+    built = []
+    real = HSGConfig.from_dict
+    monkeypatch.setattr(HSGConfig, "from_dict", classmethod(lambda cls, data: built.append(data) or real(data)))
+    loaded = load_predictor(ckpt, "cpu")
+    assert any(d.get("grouping", {}).get("form") == "hsg_explorer" and d["grouping"].get("kmeans_init") == "equal"
+               for d in built)
+    assert (loaded.config.grouping.form, loaded.config.grouping.kmeans_init) == ("hsg_explorer", "equal")
+    image = make_shapes_image(np.random.default_rng(9), 40, 50)
+    expected = HSGPredictor(model, work_side=96).predict(image)
+    got = loaded.predict(image)
+    assert all(np.allclose(a.embeddings, b.embeddings, atol=1e-5) for a, b in zip(expected.levels, got.levels))
+
+
+def test_inference_uses_the_configured_kmeans_grid_rule(monkeypatch):
+    import hsg_core.predictor as predictor_module
+
+    rules = []
+    real = predictor_module.initial_clusters
+
+    def spy(grid, size, device, rule):
+        rules.append((tuple(grid), rule))
+        return real(grid, size, device, rule)
+
+    monkeypatch.setattr(predictor_module, "initial_clusters", spy)
+    torch.manual_seed(0)
+    cfg = load_config("tiny", ["overseg.cache=false", "grouping.kmeans_init=original"])
+    HSGPredictor(HSG(cfg).eval(), work_side=96).predict(make_shapes_image(np.random.default_rng(1), 40, 50))
+    assert rules == [((3, 3), "original")]

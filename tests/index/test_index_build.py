@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ import pytest
 
 from index import (
     CheckpointMismatchError,
+    IndexBusyError,
     IndexFormatError,
     SegmentIndex,
     build_index,
@@ -283,13 +287,13 @@ def test_image_listing_is_sorted_case_insensitive_and_survives_link_loops(tmp_pa
     (root / "a" / "loop").symlink_to(root, target_is_directory=True)
     make_images(tmp_path / "outside", ["o.jpg"])
     (root / "linked").symlink_to(tmp_path / "outside", target_is_directory=True)
-    assert list_images(root) == [
+    assert list_images(root) == [  # linked/o.jpg leads out of the root (issue 13): not listed
         "a/deep/w.webp",
+        "a/q.gif",
         "a/y.jpeg",
         "a/z.Tiff",
         "b/x.PNG",
         "c.bmp",
-        "linked/o.jpg",
     ]
 
 
@@ -307,3 +311,163 @@ def test_update_can_switch_factory_and_default_progress_is_a_bar(
     fresh = tmp_path / "fresh"
     build(data, fresh, checkpoint)
     assert_same_index(read_content, fresh, out)
+
+
+def test_a_second_job_on_a_busy_index_folder_fails_at_once_and_the_first_ends_intact(
+    tmp_path, data, reference, checkpoint, read_content
+):
+    """Issue 13 item 7: two jobs on one --out both did all the work, one failed on a temp path."""
+    out = tmp_path / "out"
+    started, release = threading.Event(), threading.Event()
+    inner = SyntheticExtractor()
+
+    def held(paths):  # the first build holds the folder until the second writers have failed
+        started.set()
+        release.wait(60)
+        return inner(paths)
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(build, data, out, checkpoint, held)
+        assert started.wait(60)
+        second = SyntheticExtractor()
+        busy = rf"^{re.escape(str(out))}: another build, update or merge is running"
+        with pytest.raises(IndexBusyError, match=busy):
+            build(data, out, checkpoint, second)
+        with pytest.raises(IndexBusyError, match=busy):
+            update_index(data, out, second, checkpoint_hash=checkpoint, progress=silent)
+        with pytest.raises(IndexBusyError, match=busy):
+            merge_shards(out)
+        release.set()
+        assert first.result(timeout=120)["status"] == "complete"
+    assert second.calls == 0  # the second writer did no work
+    assert_same_index(read_content, reference, out)
+    assert update_index(data, out, second, checkpoint_hash=checkpoint, progress=silent)[
+        "status"
+    ] == "complete"  # the folder is free again once the first job has ended
+
+
+def test_a_job_that_indexes_nothing_does_not_wedge_the_folder(tmp_path, data, checkpoint):
+    """Issue 13 item 6: pending/ stayed and every later run failed with the old reason."""
+    out = tmp_path / "out"
+
+    def all_bad(paths):
+        return [OSError("cannot identify image file") for _ in paths]
+
+    with pytest.raises(ValueError, match=r"nothing to index \(22 image\(s\) skipped"):
+        build(data, out, checkpoint, all_bad)
+    assert build(data, out, checkpoint)["status"] == "complete"  # the images are readable now
+    kept = data / NAMES[0]
+    kept_bytes = kept.read_bytes()
+    for name in NAMES:
+        (data / name).unlink()
+    with pytest.raises(ValueError, match=r"nothing to index"):  # an update that removes everything
+        update_index(data, out, SyntheticExtractor(), checkpoint_hash=checkpoint, progress=silent)
+    kept.write_bytes(kept_bytes)
+    manifest = update_index(
+        data, out, SyntheticExtractor(), checkpoint_hash=checkpoint, progress=silent
+    )
+    assert manifest["status"] == "complete" and manifest["counts"]["images"] == 1
+
+
+@pytest.mark.parametrize("kind", ["build", "update"])
+def test_a_job_resumed_after_the_folder_changed_covers_the_folder_as_it_is(
+    tmp_path, data, checkpoint, read_content, make_images, kind
+):
+    """Issue 13 item 6: a resumed build ignored files added or removed while it was paused."""
+    out = tmp_path / "out"
+    if kind == "update":
+        build(data, out, checkpoint)
+        make_images(data, [f"d/more{i}.png" for i in range(9)], seed=3)
+    polls = iter(range(100))
+    stop_soon = lambda: next(polls) >= 3  # noqa: E731 - two batches, one shard committed
+    if kind == "build":
+        status = build(data, out, checkpoint, should_stop=stop_soon)
+    else:
+        status = update_index(
+            data, out, SyntheticExtractor(), checkpoint_hash=checkpoint, progress=silent,
+            shard_images=4, batch_size=2, should_stop=stop_soon,
+        )
+    assert status["status"] == "stopped"
+    (data / NAMES[0]).unlink()  # extracted before the pause
+    (data / NAMES[-1]).unlink()  # not extracted yet
+    make_images(data, ["c/added0.png", "c/added1.png"], seed=7)
+    make_images(data, [NAMES[3]], seed=11)  # new content under an old name
+    if kind == "build":
+        manifest = build(data, out, checkpoint)
+    else:
+        manifest = update_index(
+            data, out, SyntheticExtractor(), checkpoint_hash=checkpoint, progress=silent
+        )
+    assert manifest["status"] == "complete"
+    assert SegmentIndex.open(out).images() == list_images(data)
+    build(data, tmp_path / "fresh", checkpoint)
+    assert_same_index(read_content, tmp_path / "fresh", out, same_ids=False)
+
+
+def test_a_pending_job_that_cannot_be_resumed_is_named_with_the_command_that_discards_it(
+    tmp_path, data, checkpoint, make_images, run_hsg
+):
+    """Issue 13 item 6: the error must name pending/ and the command that clears it."""
+    out = tmp_path / "out"
+    make_images(tmp_path / "other", ["x.png", "y.png"])
+    assert build(data, out, checkpoint, should_stop=lambda: True)["status"] == "stopped"
+    discard = re.escape(f"`hsg index discard {out}`")
+    with pytest.raises(IndexFormatError, match=rf"pending/plan.json: a pending build indexes .*{discard}"):
+        build(tmp_path / "other", out, checkpoint)
+    with pytest.raises(CheckpointMismatchError, match=rf"pending/plan.json: .*{discard}"):
+        build(data, out, "another-checkpoint")
+    (out / "pending" / "plan.json").write_text("{not json")
+    with pytest.raises(IndexFormatError, match=rf"pending/plan.json: .*{discard}"):
+        build(data, out, checkpoint)
+    code, printed, _ = run_hsg("index", "discard", out)
+    assert code == 0 and str(out / "pending") in printed
+    assert build(tmp_path / "other", out, checkpoint)["counts"]["images"] == 2
+
+
+def stopped_after_one_shard(data: Path, out: Path, checkpoint: str) -> Path:
+    """A build stopped once shard 0 is committed; returns that shard's file."""
+    polls = iter(range(100))
+    assert build(data, out, checkpoint, should_stop=lambda: next(polls) >= 2)["status"] == "stopped"
+    return out / "pending" / "shard_00000.parquet"
+
+
+def test_a_flipped_byte_in_a_pending_shard_is_refused_at_commit(tmp_path, data, checkpoint, run_hsg):
+    """Issue 13 item 5: 4 bytes in a pending shard committed a vector of norm 362."""
+    out = tmp_path / "out"
+    shard = stopped_after_one_shard(data, out, checkpoint)
+    content = bytearray(shard.read_bytes())
+    content[len(content) // 3] ^= 0xFF
+    shard.write_bytes(bytes(content))
+    with pytest.raises(IndexFormatError, match=rf"^{re.escape(str(shard))}: shard file .*damaged"):
+        build(data, out, checkpoint)
+    assert not (out / "manifest.json").exists()
+    shard.unlink()  # as the message says: its images are extracted again
+    assert build(data, out, checkpoint)["status"] == "complete"
+
+
+@pytest.mark.parametrize("damage, message", [("nan", "values that are not finite"), ("x362", "norm 362")])
+def test_a_vector_that_is_not_a_finite_unit_vector_is_refused_at_commit(
+    tmp_path, data, checkpoint, damage, message
+):
+    """Issue 13 item 5: one NaN made every click fail; a norm-362 vector became the top hit.
+    Here the shard is written whole, with its checksum, as a faulty extractor would write it."""
+    from index.records import VECTOR_COLUMN, split_vectors
+    from index.shards import read_shard, write_shard
+
+    import pyarrow as pa
+
+    out = tmp_path / "out"
+    shard = stopped_after_one_shard(data, out, checkpoint)
+    table, records = read_shard(out, 0, checkpoint)
+    meta, vectors = split_vectors(table)
+    vectors = vectors.copy()
+    if damage == "nan":
+        vectors[5, 0] = np.nan
+    else:
+        vectors[5] *= 362.0
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+    write_shard(out, 0, meta.append_column(VECTOR_COLUMN, column), records, checkpoint)
+    region = int(meta.column("id")[5].as_py())
+    with pytest.raises(IndexFormatError, match=rf"shard_00000.parquet: region id {region} has {message}"):
+        build(data, out, checkpoint)
+    assert not (out / "manifest.json").exists()

@@ -100,3 +100,20 @@ def test_bsds_reads_one_image_with_its_annotations(bsds_root):
         assert gt.shape == sample.image.shape[:2] and gt.dtype == np.int32 and gt.min() >= 1
     h, w = sample.image.shape[:2]
     assert dataset.has_ucm2() and dataset.ucm2(sample.id).shape == (2 * h + 1, 2 * w + 1)
+
+
+def test_a_mask_above_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    """Issue 13 item 3: every path that reads an image holds the 10^8-pixel limit before decoding."""
+    from PIL import ImageFile
+
+    from tests.conftest import png_header_only
+
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or 1 / 0)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10**8)  # as after any load_image: PIL only warns below 2x
+    bomb = tmp_path / "mask.png"
+    bomb.write_bytes(png_header_only(14000, 14000, colour_type=0))  # a grey mask
+    with pytest.raises(DatasetError) as err:
+        read_mask(bomb)
+    assert one_line(err) == f"{bomb}: too large (more than 100,000,000 pixels); downscale it first"
+    assert decoded == []
