@@ -25,7 +25,7 @@ def region_sums(pixels: torch.Tensor, labels: np.ndarray) -> np.ndarray:
     """[D, N] pixel features and [H, W] labels 0..R-1 (N = H*W) -> [R, D] float64 per-region sums."""
     flat = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64).ravel()).to(pixels.device)
     sums = torch.zeros(pixels.shape[0], int(flat.max()) + 1, dtype=pixels.dtype, device=pixels.device)
-    return sums.index_add_(1, flat, pixels).t().double().cpu().numpy()
+    return sums.index_add_(1, flat, pixels.detach()).t().double().cpu().numpy()
 
 
 def level_of_segments(segments: np.ndarray, level_map: np.ndarray) -> np.ndarray:
