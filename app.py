@@ -1,81 +1,73 @@
-"""HSG Explorer: a Gradio front end over an `HSGPredictor` and a `SegmentIndex`.
+"""HSG Explorer: the Gradio layout, its wiring and its launch options, over `explorer.py`.
 
-`python app.py` opens the embedded default (assets/: demo photos + the demo checkpoint; the
-demo index is built into the cache on first launch). Handlers are plain functions over
-`Prediction` and `SegmentIndex`, testable without a browser; `build_demo` only lays out and wires.
-Per-user state lives in `gr.State` (a `Session`); model calls are queued one at a time.
+`python app.py` opens the embedded default (assets/: demo photos, the demo checkpoint and the index
+built with it). The logic lives in `explorer.py` (no gradio); the handlers here only translate
+between components and those functions. Per-user state lives in `gr.State` (an `explorer.Session`);
+model calls are queued one at a time.
 """
 from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import ipaddress
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import threading
 import time
-import weakref
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from serve_options import AUTH_ENV, NOTE, announce_start, parse_args, read_logins
+
+if __name__ == "__main__":
+    parse_args()  # --help and a bad option answer here, before gradio and torch load
+    announce_start()
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
-from PIL import Image  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
+from explorer import (  # noqa: E402
+    Explorer,
+    IndexJob,
+    Session,
+    index_folder,
+    one_line,
+    open_explorer,
+    open_image,
+    open_upload,
+    parse_choice,
+    region_choices,
+    render,
+    select_at,
+    select_region,
+)
+from explorer_output import (  # noqa: E402
+    embedding_figure,
+    export_cutout,
+    export_hits_csv,
+    export_mask,
+    export_zip,
+    hierarchy_figure,
+)
 from hsg_files import atomic_write  # noqa: E402
-from hsg_core.images import check_rgb, load_image  # noqa: E402
-from hsg_core.types import Prediction  # noqa: E402
-from hsg_core.viz import highlight, outlined_crop, overlay_regions, palette  # noqa: E402
-from hsg_files import escape_controls, is_inside  # noqa: E402
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_CHECKPOINT = ASSETS / "checkpoint" / "hsg_demo.pt"
-DEFAULT_IMAGES = ASSETS / "demo_images"
-MAX_EXAMPLES = 48  # example thumbnails shown from the data folder
-MAX_SIDE = 1024  # uploads are downscaled to this longer side before the model sees them
 MAX_UPLOAD = "25mb"  # gradio refuses larger uploads
-MAX_SESSIONS = 64  # sessions whose state (image + hierarchy, up to ~20 MB) is kept; least recent dropped
 SESSION_TTL_S = 3600  # a session's state is dropped this long after its last change
-CACHE_TTL_S = 3600  # uploaded files in gradio's cache and export zips are deleted after this long
+CACHE_TTL_S = 3600  # uploaded files in gradio's cache are deleted after this long
 CACHE_SWEEP_S = 600  # gradio looks for cache files older than CACHE_TTL_S this often (delete_cache)
 UPLOAD_ENV = "HSG_UPLOAD_MB_PER_HOUR"  # bytes all clients together may upload per hour (see UploadBudget)
 UPLOAD_MB_PER_HOUR = 1024  # its default: with the TTL, gradio's upload folder holds ~1.4 GB at most
 MAX_QUEUE = 32  # requests waiting for a worker; more are refused at once ("queue full"), not held in memory
-AUTH_ENV = "HSG_AUTH"  # "user:password": require this login (or give --auth-file)
-MAX_BUILT_INDEXES = 4  # indexes built in the Index tab kept open (least recently searched closed; reopened on use)
 
 
-@dataclass
-class Session:
-    """What one browser tab has: its image, its hierarchy, its selection (deep-copyable)."""
-
-    image: np.ndarray | None = None
-    prediction: Prediction | None = None
-    source: str = ""  # relative path in the index, when the image came from it
-    selected: tuple[int, int] | None = None  # (level, region)
-    hits: list = field(default_factory=list)  # the Hits shown in the gallery, in order
-    index_path: str = ""  # the index this tab searches: one it built in the Index tab, or "" (the startup index)
-
-
-# ----------------------------------------------------------------------------- handlers
-def one_line(err: BaseException) -> str:
-    """An error's message on one line, control characters escaped (`hsg_files.escape_controls`: a
-    file name cannot forge a line or send terminal escapes), or its type's name when it has none."""
-    return escape_controls(str(err).strip()) or type(err).__name__
-
-
+# ----------------------------------------------------------------------------- errors
 def private_dirs() -> list[str]:
     """Server folders whose paths web users are not shown: gradio's upload cache, the hsg cache
     (indexes, overseg maps, weights) and the temp folder of export zips."""
@@ -108,315 +100,13 @@ def user_errors(handler):
     return wrapped
 
 
-def render(session: Session, level: int, opacity: float = 0.45, boundaries_only: bool = False) -> np.ndarray | None:
-    """The image with the regions of `level` overlaid (and the selected region highlighted)."""
-    if session.prediction is None:
-        return None
-    level = clamp_level(session, level)
-    labels = session.prediction.levels[level].label_map
-    out = overlay_regions(session.image, labels, alpha=opacity, fill=not boundaries_only)
-    if session.selected is not None:
-        sel_level, region = session.selected
-        chain = session.prediction.ancestors(sel_level, region)
-        if level >= sel_level:
-            out = highlight(out, labels == chain[level - sel_level], dim=0.35)
-    return out
-
-
-def clamp_level(session: Session, level: int) -> int:
-    return int(min(max(int(level), 0), session.prediction.num_levels - 1))
-
-
-def set_image(predictor, image: np.ndarray, source: str = "") -> Session:
-    """Run the model once on a new image; slider moves and clicks then only index this."""
-    image = check_rgb(image, "uploaded image")
-    from hsg_core.images import downscale_to
-
-    image = downscale_to(image, MAX_SIDE)
-    return Session(image=image, prediction=predictor.predict(image), source=source)
-
-
-def chain_rows(session: Session, x: int, y: int) -> list[list]:
-    """One row per level for the regions containing pixel (x, y): level, region, area, share, parent."""
-    pred = session.prediction
-    total = pred.image_size[0] * pred.image_size[1]
-    rows = []
-    for lv, region in enumerate(pred.chain_at(x, y)):
-        level = pred.levels[lv]
-        rows.append([lv, region, int(level.areas[region]), f"{100 * level.areas[region] / total:.1f}%",
-                     int(level.parents[region])])
-    return rows
-
-
-def query_hits(index, session: Session, level: int, region: int, *, k: int, every_level: bool,
-               one_per_image: bool) -> dict[int, list]:
-    """Hits for the region (same level) or for its chain (every level), excluding the query image."""
-    if index is None:
-        return {}
-    pred = session.prediction
-    exclude = session.source or None
-    if not every_level:
-        vector = pred.levels[level].embeddings[region]
-        return {level: index.search(vector, k=k, levels=[level], exclude_image=exclude, one_per_image=one_per_image)}
-    chain = pred.ancestors(level, region)
-    lowest = level
-    vectors = {lowest + i: pred.levels[lowest + i].embeddings[r] for i, r in enumerate(chain)
-               if lowest + i < index.num_levels}
-    return {lv: index.search(v, k=k, levels=[lv], exclude_image=exclude, one_per_image=one_per_image)
-            for lv, v in vectors.items()}
-
-
-def hit_tiles(index, hits_by_level: dict[int, list]) -> tuple[list, list]:
-    """Gallery items (outlined crop of each hit's source image, caption) and the hits in order."""
-    items, order = [], []
-    cache: dict[str, np.ndarray] = {}
-    for level, hits in sorted(hits_by_level.items()):
-        for hit in hits:
-            if hit.image not in cache:
-                cache[hit.image] = load_image(require_inside(index.data_root / hit.image, [index.data_root]))
-            image = cache[hit.image]
-            mask = index.region_mask(hit)
-            if mask.shape != image.shape[:2]:
-                image = np.asarray(Image.fromarray(image).resize(mask.shape[::-1]))
-            items.append((outlined_crop(image, mask, hit.box), f"L{level} · {hit.score:.3f} · {hit.image}"))
-            order.append(hit)
-    return items, order
-
-
-def click(index, session: Session, x: int, y: int, level: int, *, k: int = 8,
-          every_level: bool = False, one_per_image: bool = True):
-    """A click at (x, y) on the overlay: select the region, list its chain, query the index."""
-    if session.prediction is None:
-        raise gr.Error("load an image first")
-    level = clamp_level(session, level)
-    region = session.prediction.segment_at(level, int(x), int(y))
-    return select_region(index, session, level, region, k=k, every_level=every_level, one_per_image=one_per_image)
-
-
-def select_region(index, session: Session, level: int, region: int, *, k: int = 8, every_level: bool = False,
-                  one_per_image: bool = True):
-    """Select a region by (level, id) — from a click or from the hierarchy list — and query the index."""
-    if not 0 <= level < session.prediction.num_levels:
-        raise ValueError(f"no level {level}: the hierarchy has levels 0..{session.prediction.num_levels - 1}")
-    count = session.prediction.levels[level].num_regions
-    if not 0 <= region < count:
-        raise ValueError(f"level {level} has regions 0..{count - 1}, not {region}")
-    session.selected = (level, region)
-    ys, xs = np.nonzero(session.prediction.levels[level].label_map == region)
-    hits = query_hits(index, session, level, region, k=int(k), every_level=every_level, one_per_image=one_per_image)
-    items, session.hits = hit_tiles(index, hits)
-    return session, chain_rows(session, int(xs[0]), int(ys[0])), items
-
-
-def region_choices(session: Session) -> list[str]:
-    """Every region of the hierarchy as 'L<level>:<id> (<share>%)', coarsest first (the sunburst's nodes)."""
-    pred = session.prediction
-    if pred is None:
-        return []
-    total = pred.image_size[0] * pred.image_size[1]
-    return [f"L{lv}:{r} ({100 * pred.levels[lv].areas[r] / total:.1f}%)"
-            for lv in range(pred.num_levels - 1, -1, -1) for r in range(pred.levels[lv].num_regions)]
-
-
-def hierarchy_figure(session: Session) -> go.Figure:
-    """Sunburst of the hierarchy: coarsest level inside, segments outside; sized by area."""
-    fig = go.Figure()
-    pred = session.prediction
-    if pred is None:
-        return fig
-    ids, parents, values, labels, colours = [], [], [], [], []
-    top = pred.num_levels - 1
-    for lv in range(top, -1, -1):
-        level = pred.levels[lv]
-        colour = palette(level.num_regions)
-        for r in range(level.num_regions):
-            ids.append(f"L{lv}-{r}")
-            parents.append("" if lv == top else f"L{lv + 1}-{int(level.parents[r])}")
-            values.append(int(level.areas[r]))
-            labels.append(f"L{lv}:{r}")
-            colours.append("rgb({},{},{})".format(*colour[r]))
-    fig.add_trace(go.Sunburst(ids=ids, parents=parents, values=values, labels=labels, branchvalues="total",
-                              marker={"colors": colours}, maxdepth=3))
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=360)
-    return fig
-
-
-def fit_projection(vectors: np.ndarray):
-    """2-D map of [n, D] vectors: UMAP when the package is installed, else PCA (numpy SVD)."""
-    try:
-        import umap  # optional
-
-        reducer = umap.UMAP(n_components=2, random_state=0).fit(vectors)
-        return lambda v: reducer.transform(np.atleast_2d(v))
-    except ImportError:
-        mean = vectors.mean(0)
-        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-        return lambda v: (np.atleast_2d(v) - mean) @ vt[:2].T
-
-
-@dataclass
-class RegionMap:
-    """A fixed sample of an index's regions projected to 2-D, fitted once per index."""
-
-    project: object  # [n, D] or [D] vectors -> [n, 2]
-    xy: np.ndarray  # [S, 2] the sample's coordinates
-    levels: np.ndarray  # [S]
-    images: np.ndarray  # [S] source paths (hover text)
-
-
-_REGION_MAPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # index -> RegionMap
-
-
-def region_map(index, max_points: int = 4000) -> RegionMap:
-    """The index's RegionMap (the SVD/UMAP fit runs on the first click only, not on every click)."""
-    cached = _REGION_MAPS.get(index)
-    if cached is None:
-        meta = index.metadata
-        rng = np.random.default_rng(0)
-        rows = np.sort(rng.choice(len(meta), size=min(max_points, len(meta)), replace=False))
-        vectors = index.vectors(meta["id"].to_numpy()[rows])
-        project = fit_projection(vectors)
-        cached = RegionMap(project, project(vectors), meta["level"].to_numpy()[rows], meta["image"].to_numpy()[rows])
-        _REGION_MAPS[index] = cached
-    return cached
-
-
-def embedding_figure(index, session: Session) -> go.Figure:
-    """Map of indexed regions (PCA, or UMAP when installed), the query and its hits highlighted."""
-    fig = go.Figure()
-    if index is None or len(index) == 0 or session.selected is None:
-        return fig
-    regions = region_map(index)
-    fig.add_trace(go.Scattergl(x=regions.xy[:, 0], y=regions.xy[:, 1], mode="markers", name="indexed regions",
-                               marker={"size": 4, "color": regions.levels, "opacity": 0.4}, text=regions.images))
-    if session.hits:
-        hxy = regions.project(index.vectors(np.array([h.id for h in session.hits])))
-        fig.add_trace(go.Scatter(x=hxy[:, 0], y=hxy[:, 1], mode="markers", name="hits",
-                                 marker={"size": 10, "symbol": "circle-open", "color": "orange"}))
-    level, region = session.selected
-    q = regions.project(session.prediction.levels[level].embeddings[region])
-    fig.add_trace(go.Scatter(x=q[:, 0], y=q[:, 1], mode="markers", name="query",
-                             marker={"size": 14, "symbol": "star", "color": "red"}))
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 20, "b": 0}, height=360, legend={"orientation": "h"})
-    return fig
-
-
-def export_zip(session: Session) -> str | None:
-    """Label PNG per level (uint16) + hierarchy JSON, zipped in a fresh temp folder."""
-    if session.prediction is None:
-        return None
-    exports = Path(tempfile.gettempdir()) / "hsg-exports"
-    exports.mkdir(exist_ok=True)
-    for old in exports.iterdir():  # bounded disk use: earlier downloads were served long ago
-        if old.stat().st_mtime < time.time() - CACHE_TTL_S:
-            shutil.rmtree(old, ignore_errors=True)
-    folder = Path(tempfile.mkdtemp(prefix="export-", dir=exports))
-    path = folder / "hierarchy.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for lv, level in enumerate(session.prediction.levels):
-            png = folder / f"level{lv}_labels.png"
-            Image.fromarray(level.label_map.astype(np.uint16)).save(png)
-            zf.write(png, png.name)
-        zf.writestr("hierarchy.json", session.prediction.to_json())
-    return str(path)
-
-
-def require_inside(path: Path, roots: list[Path]) -> Path:
-    """`path` when its real location (links resolved) lies inside one of `roots`.
-
-    Raises:
-        ValueError: it leads elsewhere (a link out of a data root, placed after the listing).
-    """
-    if not any(is_inside(path, root) for root in roots):
-        raise ValueError(f"{Path(path).name}: not opened, it leads outside the data folder")
-    return Path(path)
-
-
-def resolve_folder(text: str, roots: list[Path]) -> Path:
-    """A folder typed in the UI, accepted only inside one of the allowed data roots."""
-    if not text.strip():
-        raise gr.Error("give a folder")
-    path = Path(text).expanduser().resolve()
-    if not any(path == root.resolve() or path.is_relative_to(root.resolve()) for root in roots):
-        raise gr.Error(f"{text}: outside the allowed data roots ({', '.join(str(r) for r in roots)})")
-    if not path.is_dir():
-        raise gr.Error(f"{text}: not a folder")
-    return path
-
-
-# ----------------------------------------------------------------------------- index
-def managed_index_dir(index_root: Path, folder: Path, checkpoint_hash: str, *, built: bool = False) -> Path:
-    """Cache folder of an index the app manages for `folder` and a checkpoint.
-
-    Named after the folder's real path (hashed) as well as its name, so two folders never share an index;
-    indexes built from the Index tab (`built`) live under `built/`, apart from the startup index of `--data`,
-    so a web user's build can never rewrite it.
-    """
-    real = os.path.realpath(folder)
-    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:12]
-    name = f"{Path(real).name}-{digest}-{checkpoint_hash[:12]}"
-    return index_root / "built" / name if built else index_root / name
-
-
-def ensure_index(predictor, data_root: Path | None, index_dir: Path, progress=None, *, managed: bool = False):
-    """Open the index at `index_dir` when it matches the checkpoint and `data_root`; else build it (resumable).
-
-    A damaged or mismatched index is rebuilt only when the app `managed` it (the cache folder named
-    after the checkpoint and the folder); one the user gave is refused with its error and left untouched.
-    `data_root` None (the operator gave an index and no data folder) accepts the index's own folder.
-    """
-    from hsg_core.predictor import make_extractor
-    from index import IndexFormatError, SegmentIndex, build_index, clear_index
-
-    opened = functools.partial(SegmentIndex.open, checkpoint_hash=predictor.checkpoint_hash, data_root=data_root)
-    if (index_dir / "manifest.json").exists():
-        try:
-            return opened(index_dir)
-        except IndexFormatError as err:
-            if not managed:
-                raise
-            print(f"hsg: rebuilding the index ({one_line(err)})", file=sys.stderr)
-            clear_index(index_dir)
-    if data_root is None:
-        raise FileNotFoundError(f"{index_dir}: no index there; give --data to build one")
-    build_index(data_root, index_dir, make_extractor(predictor, MAX_SIDE), checkpoint_hash=predictor.checkpoint_hash,
-                batch_size=4, progress=progress)
-    return opened(index_dir)
-
-
-class IndexJob:
-    """The index build of one session, cancellable from the UI (a plain class: gradio deep-copies
-    State values per session and serialises dataclasses, neither of which an Event survives)."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-
-    def __deepcopy__(self, memo) -> "IndexJob":
-        return IndexJob()
-
-
-def run_index_job(app: "Explorer", folder_text: str, mode: str, job: IndexJob, session: Session | None = None,
-                  progress=gr.Progress()):
-    """Build or update an index over a folder (inside the allowed roots) with a live progress bar.
-
-    The finished index becomes the one `session` searches (other sessions keep theirs)."""
-    from hsg_core.predictor import make_extractor
-    from index import SegmentIndex, build_index, update_index
-
-    folder = resolve_folder(folder_text, app.data_roots)
-    out = managed_index_dir(app.index_root, folder, app.predictor.checkpoint_hash, built=True)
-    job.stop.clear()
-    run = build_index if mode == "build" or not (out / "manifest.json").exists() else update_index
-    info = run(folder, out, make_extractor(app.predictor, MAX_SIDE), checkpoint_hash=app.predictor.checkpoint_hash,
-               batch_size=4, progress=lambda done, total: progress((done, total), desc="indexing", unit="images"),
-               should_stop=job.stop.is_set)
-    session = session if session is not None else Session()
-    if info.get("status") != "complete":
-        return json.dumps(info, indent=1, default=str), job, session
-    opened = SegmentIndex.open(out, checkpoint_hash=app.predictor.checkpoint_hash, data_root=folder)
-    built = app.keep_built(out, opened)
-    session.index_path, session.hits = str(out), []  # hits of the previous index mean nothing in this one
-    return json.dumps(built.info(), indent=1, default=str), job, session
+def run_index_job(app: Explorer, folder_text: str, mode: str, job: IndexJob, session: Session | None = None,
+                  progress=gr.Progress()) -> tuple[str, IndexJob, Session]:
+    """Build or update an index over a folder (`explorer.index_folder`) with a live progress bar; the
+    finished index becomes the one `session` searches. Returns (info as JSON, job, session)."""
+    report = lambda done, total: progress((done, total), desc="indexing", unit="images")  # noqa: E731
+    info, session = index_folder(app, folder_text, mode, job, session or Session(), report)
+    return json.dumps(info, indent=1, default=str), job, session
 
 
 # ----------------------------------------------------------------------------- layout
@@ -458,53 +148,10 @@ def atomic_gradio_cache_writes() -> None:
     utils.save_pil_to_cache = save_pil_to_cache
 
 
-@dataclass
-class Explorer:
-    """What every session shares: the model, the startup index, and the indexes built in the Index tab
-    (each session searches its own choice, `Session.index_path`; see `index_of`)."""
 
-    predictor: object
-    index: object | None
-    examples: list[Path]
-    data_roots: list[Path]
-    index_root: Path
-    built: dict = field(default_factory=dict)  # path -> SegmentIndex, least recently searched first
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def index_of(self, session: Session):
-        """The index `session` searches: the startup index, or the one it built (reopened when closed)."""
-        if not session.index_path:
-            return self.index
-        with self.lock:
-            index = self.built.pop(session.index_path, None)
-        if index is None:
-            from index import SegmentIndex
-
-            index = SegmentIndex.open(session.index_path, checkpoint_hash=self.predictor.checkpoint_hash)
-        return self.keep_built(Path(session.index_path), index)
-
-    def keep_built(self, path: Path, index):
-        """Keep `index` (built at `path`) open as the most recently used; close the oldest beyond
-        MAX_BUILT_INDEXES. Returns `index`."""
-        with self.lock:
-            self.built.pop(str(path), None)
-            self.built[str(path)] = index
-            while len(self.built) > MAX_BUILT_INDEXES:
-                self.built.pop(next(iter(self.built)))
-        return index
-
-
-@user_errors
-def _on_image(app: Explorer, image, level, opacity, boundaries_only, index_path: str = ""):
-    """A new upload: `image` is the uploaded file's path (what `upload_path` gives), read by the
-    project's loader (`load_image`: a decompression bomb is refused from its header, one line), or an
-    RGB array (programmatic callers)."""
-    if image is None:
-        return Session(index_path=index_path), None, gr.update(maximum=1, value=0), [], [], go.Figure(), go.Figure()
-    if isinstance(image, (str, os.PathLike)):
-        image = load_image(image, max_side=MAX_SIDE)
-    session = set_image(app.predictor, image)
-    session.index_path = index_path
+# ----------------------------------------------------------------------------- handlers
+def opened(session: Session, level, opacity, boundaries_only) -> tuple:
+    """The outputs of a newly opened image: session, overlay, level slider, chain, gallery, figures."""
     top = session.prediction.num_levels - 1
     level = min(int(level), top)
     return (session, render(session, level, opacity, boundaries_only), gr.update(maximum=top, value=level),
@@ -512,35 +159,41 @@ def _on_image(app: Explorer, image, level, opacity, boundaries_only, index_path:
 
 
 @user_errors
+def _on_image(app: Explorer, image, level, opacity, boundaries_only, index_path: str = ""):
+    """A new upload: `image` is the uploaded file's path (what `upload_path` gives) or an RGB array."""
+    if image is None:
+        return Session(index_path=index_path), None, gr.update(maximum=1, value=0), [], [], go.Figure(), go.Figure()
+    return opened(open_upload(app, image, index_path), level, opacity, boundaries_only)
+
+
+@user_errors
 def _on_click(app: Explorer, session: Session, x, y, level, opacity, boundaries_only, k, mode, one_per_image):
+    """A click at (x, y) on the overlay (or the `click_xy` API)."""
     if x is None or y is None:
         raise ValueError("click: x and y must be pixel coordinates")
     index = app.index_of(session)
-    session, rows, items = click(index, session, int(x), int(y), int(level), k=int(k),
-                                 every_level=mode == "every level", one_per_image=bool(one_per_image))
-    return (session, render(session, level, opacity, boundaries_only), rows, items,
-            embedding_figure(index, session))
+    session, rows, items = select_at(index, session, int(x), int(y), int(level), k=int(k),
+                                     every_level=mode == "every level", one_per_image=bool(one_per_image))
+    return session, render(session, level, opacity, boundaries_only), rows, items, embedding_figure(index, session)
+
+
+@user_errors
+def _on_pick(app: Explorer, session: Session, choice, level, opacity, boundaries_only, k, mode, one_per_image):
+    """A region picked from the list (`region_choices` value): select it at its level."""
+    if not choice:
+        return session, render(session, level, opacity, boundaries_only), [], [], go.Figure(), level
+    lv, region = parse_choice(choice)
+    index = app.index_of(session)
+    session, rows, items = select_region(index, session, lv, region, k=int(k), every_level=mode == "every level",
+                                         one_per_image=bool(one_per_image))
+    return session, render(session, lv, opacity, boundaries_only), rows, items, embedding_figure(index, session), lv
 
 
 @user_errors
 def open_path(app: Explorer, path: Path, level, opacity, boundaries_only, roots: list[Path] | None = None,
               index_path: str = ""):
-    """Open an image file in the explorer; an image of the index is excluded from its own hits.
-
-    roots: when given, the file must lie inside one of them (`require_inside`), links resolved.
-    index_path: the index the session searches (`Session.index_path`), kept by the new session."""
-    if roots is not None:
-        require_inside(path, roots)
-    source = ""
-    index = app.index_of(Session(index_path=index_path))
-    if index is not None and Path(path).resolve().is_relative_to(index.data_root.resolve()):
-        source = Path(path).resolve().relative_to(index.data_root.resolve()).as_posix()
-    new = set_image(app.predictor, load_image(path, max_side=MAX_SIDE), source=source)
-    new.index_path = index_path
-    top = new.prediction.num_levels - 1
-    level = min(int(level), top)
-    return (new, render(new, level, opacity, boundaries_only), gr.update(maximum=top, value=level), [], [],
-            hierarchy_figure(new), go.Figure())
+    """Open an image file (`explorer.open_image`: inside `roots` when given) in the explorer."""
+    return opened(open_image(app, path, roots, index_path), level, opacity, boundaries_only)
 
 
 def _on_hit(app: Explorer, session: Session, evt: gr.SelectData, level, opacity, boundaries_only):
@@ -588,6 +241,8 @@ def build_demo(app: Explorer) -> gr.Blocks:
                 map_plot = gr.Plot(label="Embedding map (PCA)")
             with gr.Row():
                 export_btn = gr.Button("Export label maps + hierarchy")
+                mask_btn, cutout_btn = gr.Button("Region mask (PNG)"), gr.Button("Region cut-out (PNG)")
+                hits_btn = gr.Button("Hits (CSV)")
                 export_file = gr.File(label="Download")
             with gr.Row(visible=False):
                 click_x, click_y = gr.Number(0, precision=0), gr.Number(0, precision=0)
@@ -614,18 +269,8 @@ def build_demo(app: Explorer) -> gr.Blocks:
 
         view.select(on_select, [session, *click_inputs], click_outputs, api_name=False)
 
-        @user_errors
-        def on_pick(s, choice, level_now, *rest):
-            if not choice or s.prediction is None:
-                return s, render(s, level_now, *rest[:2]) if s.prediction else None, [], [], go.Figure(), level_now
-            lv, region = (int(v) for v in choice.split(" ")[0][1:].split(":"))
-            k_, mode_, one_ = rest[2:]
-            index = app.index_of(s)
-            s, rows, items = select_region(index, s, lv, region, k=int(k_), every_level=mode_ == "every level",
-                                           one_per_image=bool(one_))
-            return s, render(s, lv, *rest[:2]), rows, items, embedding_figure(index, s), lv
-
-        pick.select(on_pick, [session, pick, *click_inputs], [*click_outputs, level], api_name=False)
+        pick.select(lambda s, *a: _on_pick(app, s, *a), [session, pick, *click_inputs], [*click_outputs, level],
+                    api_name=False)
         view.change(lambda s: gr.update(choices=region_choices(s), value=None) if s.selected is None else gr.update(),
                     [session], pick, api_name=False)
         click_btn.click(lambda s, x, y, *rest: _on_click(app, s, x, y, *rest),
@@ -640,7 +285,10 @@ def build_demo(app: Explorer) -> gr.Blocks:
             return _on_hit(app, s, evt, *rest)
 
         gallery.select(on_hit, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False)
-        export_btn.click(export_zip, [session], export_file, api_name="export")
+        for button, export, name in ((export_btn, export_zip, "export"), (mask_btn, export_mask, "export_mask"),
+                                     (cutout_btn, export_cutout, "export_cutout"),
+                                     (hits_btn, export_hits_csv, "export_hits")):
+            button.click(user_errors(export), [session], export_file, api_name=name)
         # one index job at a time, Build and Update alike: a second one waits in the queue
         index_job = [folder, job, session]  # the finished index becomes the one this session searches
         build_btn.click(user_errors(lambda f, j, s: run_index_job(app, f, "build", j, s)), index_job,
@@ -651,57 +299,8 @@ def build_demo(app: Explorer) -> gr.Blocks:
     return demo
 
 
+
 # ----------------------------------------------------------------------------- entry point
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="app.py", description="HSG Explorer (Gradio)")
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
-    p.add_argument("--data", default=None, help="image folder the index covers (and a data root; default: the "
-                   "demo images, or with --index the folder that index covers)")
-    p.add_argument("--index", default=None, help="index folder (default: built into the cache on first launch)")
-    p.add_argument("--data-root", action="append", default=[], help="extra folder the Index tab may read")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--share", action="store_true", help="public gradio link (off by default)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS, help="sessions whose state is kept in memory")
-    p.add_argument("--auth-file", default=None,
-                   help=f"require a login: a file of user:password lines (or set {AUTH_ENV}=user:password)")
-    return p.parse_args(argv)
-
-
-def parse_logins(lines: list[str], source: str) -> list[tuple[str, str]]:
-    """(user, password) pairs from "user:password" lines; blank lines and # comments are skipped.
-
-    Raises:
-        ValueError: a line without a user or a password (named by number, never echoed).
-    """
-    logins = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        user, _, password = line.rstrip("\r\n").partition(":")
-        if not user.strip() or not password:
-            raise ValueError(f"{source} line {number}: expected user:password")
-        logins.append((user.strip(), password))
-    return logins
-
-
-def read_logins(auth_file: str | None, env_value: str | None) -> list[tuple[str, str]] | None:
-    """The logins the explorer requires (`--auth-file` lines, then `$HSG_AUTH`), or None for none.
-
-    Raises:
-        ValueError, OSError: an unreadable or malformed file, or a malformed `$HSG_AUTH`.
-    """
-    logins = []
-    if auth_file:
-        logins += parse_logins(Path(auth_file).read_text(encoding="utf-8").splitlines(), auth_file)
-        if not logins:
-            raise ValueError(f"{auth_file}: no user:password line")
-    if env_value:
-        logins += parse_logins([env_value], f"${AUTH_ENV}")
-    return logins or None
-
-
 def is_loopback(host: str) -> bool:
     """True when `host` names this machine only (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -723,39 +322,16 @@ def exposure_warnings(host: str, share: bool, logins: list | None) -> list[str]:
 
 
 def load_app(args: argparse.Namespace) -> Explorer:
-    """Predictor, index (built when missing, with a console progress bar) and examples.
+    """`explorer.open_explorer` with the launch options, telling the terminal each step.
 
     Bad input (checkpoint, index, data folder) ends the program with one line naming the file."""
     from hsg_core.weights import WeightsMissingError
     from index import IndexFormatError
 
     try:
-        return _load_app(args)
+        return open_explorer(args.checkpoint, args.device, args.data, args.index, args.data_root)
     except (WeightsMissingError, IndexFormatError, ValueError, OSError) as err:
         raise SystemExit(f"hsg: error: {one_line(err)}") from None
-
-
-def _load_app(args: argparse.Namespace) -> Explorer:
-    from hsg_core.predictor import load_predictor
-    from hsg_core.weights import cache_dir
-
-    predictor = load_predictor(args.checkpoint, args.device)
-    data = Path(args.data).resolve() if args.data else None  # no --data with --index: the index's own folder
-    if data is None and not args.index:
-        data = DEFAULT_IMAGES.resolve()
-    index_root = cache_dir() / "indexes"
-    index_dir = Path(args.index) if args.index else managed_index_dir(index_root, data, predictor.checkpoint_hash)
-    index = ensure_index(predictor, data, index_dir, managed=args.index is None)
-    data = data or index.data_root
-    return Explorer(predictor, index, example_images(data), [data, *map(Path, args.data_root)], index_root)
-
-
-def example_images(data: Path) -> list[Path]:
-    """The first `MAX_EXAMPLES` images of the data folder (`list_images`: never a link out of it)."""
-    from hsg_core.images import list_images
-
-    return list_images(data)[:MAX_EXAMPLES]
-
 
 class UploadBudget:
     """ASGI middleware: a token bucket on the bytes POSTed to gradio's upload routes, for all clients together.
@@ -834,9 +410,10 @@ def launch(app: Explorer, args: argparse.Namespace, auth: list[tuple[str, str]] 
     return demo
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python app.py` (and `hsg serve`): serve until stopped (0); bad input is one line on stderr and 2."""
-    args = parse_args(argv)
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the explorer with `args` (`serve_options`) until stopped (0); bad input is one line on
+    stderr and 2."""
     try:
         logins = read_logins(args.auth_file, os.environ.get(AUTH_ENV))
         upload_budget()  # a bad $HSG_UPLOAD_MB_PER_HOUR is one line, before the model loads
@@ -844,14 +421,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hsg: error: {one_line(err)}", file=sys.stderr)
         return 2
     try:
-        explorer = load_app(args)
+        app = load_app(args)
     except SystemExit as err:  # load_app's one-line refusal of a bad checkpoint, index or data folder
         print(err, file=sys.stderr)
         return 2
     for line in exposure_warnings(args.host, args.share, logins):
         print(line, file=sys.stderr)
-    launch(explorer, args, auth=logins)
+    print(f"{NOTE}serving on http://{args.host}:{args.port} (Ctrl+C stops)", file=sys.stderr, flush=True)
+    launch(app, args, auth=logins)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python app.py`: parse the options (`serve_options`) and `serve`."""
+    return serve(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from serve_options import AUTH_ENV, add_serve_options, announce_start, read_logins
+
 LOG = logging.getLogger("hsg")
 
 
@@ -141,14 +143,12 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """`python app.py` with these options; its exit code (2 on bad input, as every command)."""
+    """`python app.py` with these options (`serve_options`); its exit code (2 on bad input, as every command)."""
+    read_logins(args.auth_file, os.environ.get(AUTH_ENV))  # a bad login file is one line, before the slow imports
+    announce_start()
     import app
 
-    argv = ["--host", args.host, "--port", str(args.port), "--device", args.device]
-    for flag in ("checkpoint", "index", "data", "auth_file"):
-        if getattr(args, flag):
-            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    return app.main(argv + (["--share"] if args.share else []))
+    return app.serve(args)
 
 
 def cmd_fetch_demo(args: argparse.Namespace) -> None:
@@ -337,15 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     _index_parsers(sub)
     _eval_parsers(sub)
-    p = sub.add_parser("serve", help="the Gradio explorer (python app.py with options)")
-    p.add_argument("--checkpoint")
-    p.add_argument("--index")
-    p.add_argument("--data")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--share", action="store_true")
-    p.add_argument("--auth-file", help="require a login: a file of user:password lines (or set HSG_AUTH)")
-    _add_device(p)
+    p = sub.add_parser("serve", help="the Gradio explorer (python app.py with options)",
+                       description="The Gradio explorer: `hsg serve --data DIR` indexes DIR (a progress bar "
+                       "shows) and opens it; with no option, the demo images and their shipped index.")
+    add_serve_options(p)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("data", help="demo data")
     dsub = p.add_subparsers(dest="data_cmd", required=True)

@@ -14,7 +14,7 @@ With --regions N: a synthetic index of N regions over N/100 generated JPEGs
 
 Per run, "http_round_trip" is what a client sees on loopback (gradio's queue, image encoding,
 file serving). "server_side" times the handlers in this process, on a session of the same image
-with the same arguments: slider = `app.render`; click_to_gallery = `app.click` (region lookup,
+with the same arguments: slider = `explorer.render`; click_to_gallery = `explorer.select_at` (region lookup,
 index query, hit tiles), also split into query and hit_tiles; click_event = the whole /click_xy
 handler (click, overlay re-render, embedding map). Each reports p50/p95 over --repeats rounds
 after a warm-up round (its times in "first_round_ms": lazy metadata, cold caches).
@@ -37,6 +37,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
+import explorer as ex  # noqa: E402
+import serve_options  # noqa: E402
 from benchmarks.explorer_index import explorer_index  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from hsg_files import atomic_write_text  # noqa: E402
@@ -65,10 +67,10 @@ def seconds(fn, *args, **kwargs) -> float:
     return time.perf_counter() - start
 
 
-def plan_calls(explorer: app.Explorer, image: Path, repeats: int) -> list[tuple[int, ...]]:
+def plan_calls(explorer: ex.Explorer, image: Path, repeats: int) -> list[tuple[int, ...]]:
     """`repeats` + 1 (warm-up) rounds of (slider level, click x, click y, click level)."""
     rng = np.random.default_rng(0)
-    h, w = app.load_image(image, max_side=app.MAX_SIDE).shape[:2]
+    h, w = ex.load_image(image, max_side=ex.MAX_SIDE).shape[:2]
     levels = explorer.predictor.num_levels
     return [
         (i % levels, int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(0, levels)))
@@ -76,7 +78,7 @@ def plan_calls(explorer: app.Explorer, image: Path, repeats: int) -> list[tuple[
     ]
 
 
-def http_round_trips(explorer: app.Explorer, image: Path, calls: list) -> dict:
+def http_round_trips(explorer: ex.Explorer, image: Path, calls: list) -> dict:
     """Client-observed times of /load_image once, then /render and /click_xy per call."""
     from gradio_client import Client, handle_file
 
@@ -101,22 +103,22 @@ def http_round_trips(explorer: app.Explorer, image: Path, calls: list) -> dict:
     return {"load_image_s": load_s, **summary(samples)}
 
 
-def server_side(explorer: app.Explorer, image: Path, calls: list) -> dict:
+def server_side(explorer: ex.Explorer, image: Path, calls: list) -> dict:
     """In-process times of the handlers behind /render and /click_xy, on a session of `image`."""
     index = explorer.index
-    session = app.set_image(explorer.predictor, app.load_image(image, max_side=app.MAX_SIDE))
+    session = ex.set_image(explorer.predictor, ex.load_image(image, max_side=ex.MAX_SIDE))
     names = ("slider", "click_to_gallery", "query", "hit_tiles", "click_event")
     samples: dict[str, list[float]] = {name: [] for name in names}
     retrieval = {"k": K, "every_level": False, "one_per_image": ONE_PER_IMAGE}
     for level, x, y, click_level in calls:
-        samples["slider"].append(seconds(app.render, session, level, OPACITY, False))
+        samples["slider"].append(seconds(ex.render, session, level, OPACITY, False))
         samples["click_to_gallery"].append(
-            seconds(app.click, index, session, x, y, click_level, **retrieval))
+            seconds(ex.select_at, index, session, x, y, click_level, **retrieval))
         region = session.prediction.segment_at(click_level, x, y)
         start = time.perf_counter()
-        hits = app.query_hits(index, session, click_level, region, **retrieval)
+        hits = ex.query_hits(index, session, click_level, region, **retrieval)
         samples["query"].append(time.perf_counter() - start)
-        samples["hit_tiles"].append(seconds(app.hit_tiles, index, hits))
+        samples["hit_tiles"].append(seconds(ex.hit_tiles, index, hits))
         samples["click_event"].append(seconds(  # the handler /click_xy runs
             app._on_click, explorer, session, x, y, click_level, OPACITY, False, K, MODE,
             ONE_PER_IMAGE))
@@ -129,7 +131,7 @@ def summary(samples: dict[str, list[float]]) -> dict:
             **{name: percentiles(times[1:]) for name, times in samples.items()}}
 
 
-def measure(explorer: app.Explorer, image: Path, repeats: int) -> dict:
+def measure(explorer: ex.Explorer, image: Path, repeats: int) -> dict:
     """Both views of one explorer (index), and whether the server-side p95s meet the targets."""
     calls = plan_calls(explorer, image, repeats)
     result = {
@@ -165,7 +167,7 @@ def synthetic_runs(args: argparse.Namespace, image: Path) -> list[dict]:
         for factory in [named.get(f.lower(), f) for f in args.factory]:
             folder, commit_s = explorer_index(work, args.regions, factory)
             index = SegmentIndex.open(folder, use_gpu=False)  # no checkpoint check: synthetic
-            explorer = app.Explorer(predictor, index, [], [index.data_root], work)
+            explorer = ex.Explorer(predictor, index, [], [index.data_root], work)
             runs.append({"index_commit_s": commit_s, **measure(explorer, image, args.repeats)})
             del explorer, index  # before the next index is opened
             gc.collect()
@@ -177,8 +179,8 @@ def synthetic_runs(args: argparse.Namespace, image: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default=str(app.DEFAULT_CHECKPOINT))
-    parser.add_argument("--data", default=str(app.DEFAULT_IMAGES), help="the app's image folder")
+    parser.add_argument("--checkpoint", default=str(serve_options.DEFAULT_CHECKPOINT))
+    parser.add_argument("--data", default=str(serve_options.DEFAULT_IMAGES), help="the app's image folder")
     parser.add_argument("--image", default=None, help="query image (default: first of --data)")
     parser.add_argument("--regions", type=int, default=0, help="synthetic index of N regions")
     parser.add_argument(

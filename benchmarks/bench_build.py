@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import app  # noqa: E402
+import explorer as ex  # noqa: E402
+import serve_options  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from hsg_core.images import list_images, load_image  # noqa: E402
 from hsg_core.predictor import make_extractor  # noqa: E402
@@ -26,21 +27,21 @@ from index import build_index  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", default=str(app.DEFAULT_CHECKPOINT))
-    parser.add_argument("--data", default=str(app.DEFAULT_IMAGES))
+    parser.add_argument("--checkpoint", default=str(serve_options.DEFAULT_CHECKPOINT))
+    parser.add_argument("--data", default=str(serve_options.DEFAULT_IMAGES))
     parser.add_argument("--out", default="benchmarks/results/build.json")
     args = parser.parse_args()
     predictor = load_predictor(args.checkpoint, "auto", overseg_cache=None)
     predictor.cache = None
     paths = list_images(args.data)
-    predictor.predict(load_image(paths[0], max_side=app.MAX_SIDE))  # warm-up (weights, threads)
+    predictor.predict(load_image(paths[0], max_side=ex.MAX_SIDE))  # warm-up (weights, threads)
     start = time.perf_counter()
     for path in paths:
-        predictor.predict(load_image(path, max_side=app.MAX_SIDE))
+        predictor.predict(load_image(path, max_side=ex.MAX_SIDE))
     forward_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        info = build_index(Path(args.data), Path(tmp) / "idx", make_extractor(predictor, app.MAX_SIDE),
+        info = build_index(Path(args.data), Path(tmp) / "idx", make_extractor(predictor, ex.MAX_SIDE),
                            checkpoint_hash=predictor.checkpoint_hash, batch_size=4, progress=lambda d, t: None)
         build_s = time.perf_counter() - start
     result = {"machine": machine_info(), "images": len(paths), "device": str(predictor.device),

@@ -30,6 +30,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
+import explorer as ex  # noqa: E402
+import serve_options  # noqa: E402
+from index.managed import open_or_build  # noqa: E402
 from benchmarks.bench_app import free_port, percentiles  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 
@@ -45,8 +48,8 @@ def user_images(user: int) -> list[np.ndarray]:
 
 def expected_rows(predictor, image: np.ndarray, x: int, y: int, level: int) -> list[list]:
     """The chain table a click on `image` must give: computed here, from this image only."""
-    session = app.set_image(predictor, image)
-    _, rows, _ = app.click(None, session, x, y, level)
+    session = ex.set_image(predictor, image)
+    _, rows, _ = ex.select_at(None, session, x, y, level)
     return rows
 
 
@@ -127,7 +130,7 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def run_users(explorer: app.Explorer, users: int, seconds: float, evict: int = 0, max_sessions: int = 64) -> dict:
+def run_users(explorer: ex.Explorer, users: int, seconds: float, evict: int = 0, max_sessions: int = 64) -> dict:
     """Serve `explorer`, run `users` concurrent users for `seconds`, then `evict` one-shot users."""
     from gradio_client import Client, handle_file
 
@@ -161,7 +164,7 @@ def run_users(explorer: app.Explorer, users: int, seconds: float, evict: int = 0
             "errors": tally.errors, "cross_talk": tally.cross_talk, "memory": memory}
 
 
-def fake_explorer(root: Path) -> app.Explorer:
+def fake_explorer(root: Path) -> ex.Explorer:
     """GridPredictor over an index of 8 generated images (numpy only: no model)."""
     from tests.fakes import GridPredictor
 
@@ -171,8 +174,9 @@ def fake_explorer(root: Path) -> app.Explorer:
     for i in range(8):
         Image.fromarray(rng.integers(0, 256, (48 + 4 * i, 64, 3), dtype=np.uint8)).save(data / f"img{i}.png")
     predictor = GridPredictor()
-    index = app.ensure_index(predictor, data, root / "index", progress=lambda done, total: None)
-    return app.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
+    index = open_or_build(data, root / "index", ex.index_extractor(predictor),
+                          checkpoint_hash=predictor.checkpoint_hash, progress=lambda done, total: None)
+    return ex.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
 
 
 def main() -> None:
@@ -180,9 +184,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--evict", type=int, default=80, help="one-shot users per round after the run (two rounds)")
-    parser.add_argument("--max-sessions", type=int, default=app.MAX_SESSIONS)
+    parser.add_argument("--max-sessions", type=int, default=serve_options.MAX_SESSIONS)
     parser.add_argument("--checkpoint", default=None, help="real model (default: the fake GridPredictor)")
-    parser.add_argument("--data", default=str(app.DEFAULT_IMAGES), help="with --checkpoint: the indexed folder")
+    parser.add_argument("--data", default=str(serve_options.DEFAULT_IMAGES), help="with --checkpoint: the indexed folder")
     parser.add_argument("--out", default="benchmarks/results/concurrency.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:

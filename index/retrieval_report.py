@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .build import build_index, update_index
 from .copies import (
     CROP_SIDE_RANGE,
     FLIP_PROBABILITY,
@@ -29,6 +28,7 @@ from .copies import (
 )
 from .extraction import Extractor
 from .io import MANIFEST_NAME, atomic_write, read_manifest, write_json
+from .managed import build_or_update
 from .retrieval_eval import (
     GOOD_IOU,
     HISTOGRAM_BINS,
@@ -129,7 +129,6 @@ def _index_work_folder(
     work: Path, index_dir: Path, extract: Extractor, checkpoint_hash: str, batch_size: int
 ) -> SegmentIndex:
     """Builds the index of `work` in `index_dir`, or updates the one already there."""
-    options = {"checkpoint_hash": checkpoint_hash, "batch_size": batch_size}
     if (index_dir / MANIFEST_NAME).exists():
         indexed = Path(read_manifest(index_dir)["data_root"])
         if indexed != work:
@@ -137,9 +136,7 @@ def _index_work_folder(
                 f"{index_dir}: indexes {indexed}, not the work folder {work}; "
                 "give another index folder"
             )
-        update_index(work, index_dir, extract, **options)
-    else:
-        build_index(work, index_dir, extract, **options)
+    build_or_update(work, index_dir, extract, checkpoint_hash=checkpoint_hash, batch_size=batch_size)
     return SegmentIndex.open(index_dir, checkpoint_hash=checkpoint_hash)
 
 

@@ -1,90 +1,27 @@
 import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
 
 import app
-from hsg_core.viz import boundaries, palette
+import explorer as ex
+from index.managed import open_or_build
 from tests.conftest import free_port
-
-
-def wide_session(explorer):
-    image = np.zeros((40, 160, 3), np.uint8)
-    image[:, 80:] = 255  # right half white
-    return app.set_image(explorer.predictor, image)
-
-
-def test_click_selects_the_region_under_x_y_on_a_non_square_image(explorer):
-    session = wide_session(explorer)
-    session, rows, _ = app.click(explorer.index, session, 150, 5, 0, k=3)
-    # x = 150 of 160 -> grid column 7, y = 5 of 40 -> grid row 1: cell 1 * 8 + 7
-    assert session.selected == (0, 15)
-    assert [r[1] for r in rows] == [15, 3, 1, 0]
-    assert rows[0][2] == 20 * 5  # a cell is 20 x 5 pixels
-    with pytest.raises(ValueError, match="outside the 160x40 image"):
-        app.click(explorer.index, session, 5, 150, 0)
-
-
-def test_slider_renders_that_levels_label_map(explorer):
-    session = wide_session(explorer)
-    for level in range(4):
-        out = app.render(session, level, opacity=1.0)
-        labels = session.prediction.levels[level].label_map
-        colours = palette(int(labels.max()) + 1)
-        inner = ~boundaries(labels)
-        assert np.array_equal(out[inner], colours[labels][inner])
-    assert app.render(app.Session(), 0) is None
-    assert np.array_equal(app.render(session, 99, 1.0), app.render(session, 3, 1.0))  # clamped
 
 
 def test_gallery_equals_index_query(explorer):
     session = app.open_path(explorer, explorer.examples[0], 1, 0.45, False)[0]
     assert session.source == "img0.png"
-    session, _, items = app.click(explorer.index, session, 10, 10, 1, k=4, one_per_image=True)
+    session, _, items = ex.select_at(explorer.index, session, 10, 10, 1, k=4, one_per_image=True)
     level, region = session.selected
     want = explorer.index.search(session.prediction.levels[level].embeddings[region], k=4, levels=[1],
                                  exclude_image="img0.png", one_per_image=True)
     assert [h.id for h in session.hits] == [h.id for h in want]
     assert [caption for _, caption in items] == [f"L1 · {h.score:.3f} · {h.image}" for h in want]
     assert all(h.image != "img0.png" for h in session.hits)
-    every = app.query_hits(explorer.index, session, 0, 0, k=2, every_level=True, one_per_image=False)
+    every = ex.query_hits(explorer.index, session, 0, 0, k=2, every_level=True, one_per_image=False)
     assert sorted(every) == [0, 1, 2, 3] and all(all(h.level == lv for h in hs) for lv, hs in every.items())
-
-
-def test_export_and_figures(explorer):
-    session = wide_session(explorer)
-    path = app.export_zip(session)
-    with zipfile.ZipFile(path) as zf:
-        assert sorted(zf.namelist()) == ["hierarchy.json", "level0_labels.png", "level1_labels.png",
-                                         "level2_labels.png", "level3_labels.png"]
-        assert json.loads(zf.read("hierarchy.json"))["image_size"] == [40, 160]
-    fig = app.hierarchy_figure(session)
-    assert len(fig.data[0].ids) == 64 + 16 + 4 + 1
-    session, _, _ = app.click(explorer.index, session, 3, 3, 0, k=3)
-    fig = app.embedding_figure(explorer.index, session)
-    assert [t.name for t in fig.data] == ["indexed regions", "hits", "query"]
-    regions = app.region_map(explorer.index)
-    assert app.region_map(explorer.index) is regions  # fitted once per index, not per click
-    level, region = session.selected
-    star = regions.project(session.prediction.levels[level].embeddings[region])[0]
-    assert np.allclose([fig.data[2].x[0], fig.data[2].y[0]], star)
-    assert len(fig.data[0].x) == min(4000, len(explorer.index))
-
-
-def test_folder_outside_roots_is_refused(explorer, tmp_path):
-    import gradio as gr
-
-    root = explorer.data_roots[0]
-    assert app.resolve_folder(str(root), explorer.data_roots) == root.resolve()
-    for bad in ("/etc", str(root / ".." / ".."), ""):
-        with pytest.raises(gr.Error):
-            app.resolve_folder(bad, explorer.data_roots)
-    (root / "escape").symlink_to(tmp_path)
-    with pytest.raises(gr.Error, match="outside the allowed data roots"):
-        app.resolve_folder(str(root / "escape"), explorer.data_roots)
-    (root / "escape").unlink()
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +45,25 @@ def test_api_through_gradio_client(server, explorer):
         other.predict(70, 30, 1, 0.45, False, 3, "same level", True, api_name="/click_xy")
 
 
-def test_pick_a_region_from_the_hierarchy_list(explorer):
-    session = wide_session(explorer)
-    choices = app.region_choices(session)
-    assert len(choices) == 64 + 16 + 4 + 1 and choices[0] == "L3:0 (100.0%)"
-    assert "L1:5 (6.2%)" in choices
-    session, rows, items = app.select_region(explorer.index, session, 1, 5, k=3)
-    assert session.selected == (1, 5) and rows[1][1] == 5 and len(items) == 3
-    assert all(h.level == 1 for h in session.hits)
+def test_downloads_through_the_ui_say_what_to_do_first(server, explorer):
+    import csv
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    client = Client(server, verbose=False)
+    for api in ("/export", "/export_mask", "/export_cutout", "/export_hits"):
+        with pytest.raises(Exception, match="load an image first"):
+            client.predict(api_name=api)
+    client.predict(handle_file(str(explorer.examples[1])), 0, 0.45, False, api_name="/load_image")
+    with pytest.raises(Exception, match="select a region first"):
+        client.predict(api_name="/export_mask")
+    client.predict(70, 30, 1, 0.45, False, 3, "same level", True, api_name="/click_xy")
+    mask = np.asarray(Image.open(client.predict(api_name="/export_mask")))
+    assert mask.shape == Image.open(explorer.examples[1]).size[::-1] and mask[30, 70] == 255
+    assert Image.open(client.predict(api_name="/export_cutout")).mode == "RGBA"
+    with open(client.predict(api_name="/export_hits"), newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 3
 
 
 def test_build_and_update_of_the_index_tab_run_one_at_a_time(tmp_path):
@@ -149,7 +97,7 @@ def test_build_and_update_of_the_index_tab_run_one_at_a_time(tmp_path):
 
     data = write_shapes_images(tmp_path / "data", [(48, 64)] * 4)
     predictor = SlowPredictor()
-    explorer = app.Explorer(predictor, None, [], [data], tmp_path / "indexes")
+    explorer = ex.Explorer(predictor, None, [], [data], tmp_path / "indexes")
     port = free_port()
     demo = app.launch(explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True)
     try:
@@ -187,7 +135,7 @@ def test_links_out_of_the_data_root_are_not_shown_indexed_or_opened(tmp_path, mo
     (root / "real.png").unlink()  # replaced by a link out after indexing: not opened either
     (root / "real.png").symlink_to(outside / "far.png")
     with pytest.raises(ValueError, match="real.png: not opened, it leads outside the data folder"):
-        app.hit_tiles(explorer.index, {0: [hit]})
+        ex.hit_tiles(explorer.index, {0: [hit]})
     with pytest.raises(gr.Error, match="real.png: not opened, it leads outside the data folder"):
         app.open_path(explorer, root / "real.png", 0, 0.45, False, roots=explorer.data_roots)
 
@@ -300,7 +248,7 @@ def test_an_index_built_from_the_index_tab_never_rewrites_the_startup_index_or_a
     assert len(everything) == 7
     built = {}
     for folder in ("photos", "a/x", "b/x"):  # web users, Index tab
-        info, _, _ = app.run_index_job(served, str(root / folder), "update", app.IndexJob(),
+        info, _, _ = app.run_index_job(served, str(root / folder), "update", ex.IndexJob(),
                                        progress=lambda *args, **kwargs: None)
         built[folder] = json.loads(info)
     restarted = startup(root, monkeypatch, tmp_path / "cache")
@@ -319,7 +267,8 @@ def test_an_index_of_another_data_folder_is_refused_with_one_line(tmp_path, monk
     covered = write_shapes_images(tmp_path / "covered", [(48, 64)] * 2)
     other = write_shapes_images(tmp_path / "other", [(48, 64)] * 3)
     given = tmp_path / "given"
-    app.ensure_index(GridPredictor(), covered, given)
+    predictor = GridPredictor()
+    open_or_build(covered, given, ex.index_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash)
     with pytest.raises(SystemExit) as info:
         startup(other, monkeypatch, tmp_path / "cache", "--index", str(given))
     message = str(info.value)

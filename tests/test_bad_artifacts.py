@@ -14,6 +14,8 @@ import pytest
 import torch
 
 import app
+import explorer as ex
+from index.managed import open_or_build
 from hsg_core.checkpoint import atomic_torch_save
 from tests.conftest import assert_one_line_error, tree_digest
 
@@ -208,9 +210,10 @@ def test_app_refuses_a_given_index_of_another_checkpoint_and_rebuilds_its_own(tm
     given = shutil.copytree(explorer.index.path, tmp_path / "given")
     before = tree_digest(given)
     with pytest.raises(CheckpointMismatchError, match="built with checkpoint"):
-        app.ensure_index(OtherModel(), explorer.index.data_root, given)
+        open_or_build(explorer.index.data_root, given, ex.index_extractor(OtherModel()), checkpoint_hash="0" * 64)
     assert tree_digest(given) == before
-    rebuilt = app.ensure_index(OtherModel(), explorer.index.data_root, given, managed=True)
+    rebuilt = open_or_build(explorer.index.data_root, given, ex.index_extractor(OtherModel()),
+                            checkpoint_hash="0" * 64, managed=True)
     assert rebuilt.manifest["checkpoint_hash"] == "0" * 64
 
 
@@ -223,7 +226,7 @@ def test_app_start_with_a_bad_checkpoint_is_one_line(tmp_path):
 
 def session_of(explorer, height=40, width=160):
     image = np.zeros((height, width, 3), np.uint8)
-    return app.set_image(explorer.predictor, image)
+    return ex.set_image(explorer.predictor, image)
 
 
 def on_click(explorer, session, x, y, level=0):
@@ -242,21 +245,21 @@ def test_click_out_of_range_is_a_ui_error(explorer, x, y, reason):
 def test_level_out_of_range_is_clamped(explorer, level):
     session = session_of(explorer)
     top = session.prediction.num_levels - 1
-    assert np.array_equal(app.render(session, level), app.render(session, min(max(level, 0), top)))
+    assert np.array_equal(ex.render(session, level), ex.render(session, min(max(level, 0), top)))
     session, _, rows, _, _ = on_click(explorer, session, 3, 3, level)
     assert session.selected[0] == min(max(level, 0), top) and len(rows) == top + 1
 
 
 def test_click_before_any_image_is_a_ui_error(explorer):
     with pytest.raises(gr.Error, match="load an image first"):
-        on_click(explorer, app.Session(), 3, 3)
+        on_click(explorer, ex.Session(), 3, 3)
 
 
 @pytest.mark.parametrize("level, region, reason", [(1, 999, "level 1 has regions 0..15, not 999"),
                                                    (1, -1, "not -1"), (9, 0, "no level 9")])
 def test_picking_a_region_that_does_not_exist_is_refused(explorer, level, region, reason):
     with pytest.raises(ValueError, match=reason):
-        app.select_region(explorer.index, session_of(explorer), level, region)
+        ex.select_region(explorer.index, session_of(explorer), level, region)
 
 
 @pytest.mark.parametrize("image, reason", [(np.zeros((8, 8, 3), np.float32), "expected uint8"),

@@ -105,10 +105,10 @@ def test_export_set_changes_inference_settings_only(tiny_checkpoint, tmp_path, c
 def test_export_set_refuses_a_config_whose_weights_would_not_load(tmp_path, capsys):
     """The demo file holds no backbone weights (they come from the fetch): a config that expects them in
     the file would be written but never load, so it is refused."""
-    import app
+    import serve_options
 
     target = tmp_path / "no_backbone.pt"
-    assert cli.main(["export", str(app.DEFAULT_CHECKPOINT), str(target), "--set", "model.backbone_init=none"]) == 2
+    assert cli.main(["export", str(serve_options.DEFAULT_CHECKPOINT), str(target), "--set", "model.backbone_init=none"]) == 2
     err = capsys.readouterr().err
     assert "changes the network's parameters" in err and "missing" in err and not target.exists()
 

@@ -1,0 +1,398 @@
+"""The explorer without its UI: session state, open an image, select at (x, y), retrieval, renders and figures.
+
+Typed against `HSGPredictor` and `SegmentIndex`; bad input raises `ValueError` (or `OSError`) with a
+one-line message. Never imports gradio: `app.py` lays these functions out in Blocks and wires them.
+Figures and downloads of a session are in `explorer_output.py`.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from hsg_core.images import check_rgb, downscale_to, load_image
+from hsg_core.types import Prediction
+from hsg_core.viz import highlight, outlined_crop, overlay_regions
+from hsg_files import escape_controls, is_inside
+from serve_options import DEFAULT_IMAGES, NOTE, SHIPPED_INDEX
+
+if TYPE_CHECKING:
+    from hsg_core.predictor import HSGPredictor
+    from index import Hit, SegmentIndex
+
+MAX_EXAMPLES = 48  # example thumbnails shown from the data folder
+MAX_SIDE = 1024  # uploads are downscaled to this longer side before the model sees them
+MAX_BUILT_INDEXES = 4  # indexes built in the Index tab kept open (least recently searched closed; reopened on use)
+
+
+@dataclass
+class Session:
+    """What one browser tab has: its image, its hierarchy, its selection (deep-copyable)."""
+
+    image: np.ndarray | None = None
+    prediction: Prediction | None = None
+    source: str = ""  # relative path in the index, when the image came from it
+    selected: tuple[int, int] | None = None  # (level, region)
+    pixel: tuple[int, int] | None = None  # (x, y) clicked inside the selected region, None when picked by id
+    hits: list = field(default_factory=list)  # the Hits shown in the gallery, in order
+    index_path: str = ""  # the index this tab searches: one it built in the Index tab, or "" (the startup index)
+    image_hash: str = ""  # sha256 of the opened file's bytes ("" for an array)
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line, control characters escaped (`hsg_files.escape_controls`: a
+    file name cannot forge a line or send terminal escapes), or its type's name when it has none."""
+    return escape_controls(str(err).strip()) or type(err).__name__
+
+
+def require_image(session: Session, action: str) -> Prediction:
+    """The session's prediction; a ValueError telling what to do when no image is open yet."""
+    if session.prediction is None:
+        raise ValueError(f"{action}: load an image first (upload one, or pick an example)")
+    return session.prediction
+
+
+# ----------------------------------------------------------------------------- open an image
+def set_image(predictor: HSGPredictor, image: np.ndarray, source: str = "") -> Session:
+    """Run the model once on a new image; slider moves and clicks then only index this."""
+    image = downscale_to(check_rgb(image, "uploaded image"), MAX_SIDE)
+    return Session(image=image, prediction=predictor.predict(image), source=source)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file's bytes (what the index records per image)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def indexed_name(index: SegmentIndex | None, image_hash: str) -> str:
+    """The indexed image whose file has these bytes (its relative path), or ""."""
+    if index is None or not image_hash or len(index) == 0:
+        return ""
+    frame = index.metadata
+    match = frame.loc[frame["image_hash"] == image_hash, "image"]
+    return str(match.iloc[0]) if len(match) else ""
+
+
+# ----------------------------------------------------------------------------- renders
+def clamp_level(session: Session, level: int) -> int:
+    """`level` limited to the levels of the session's hierarchy."""
+    return int(min(max(int(level), 0), session.prediction.num_levels - 1))
+
+
+def render(session: Session, level: int, opacity: float = 0.45, boundaries_only: bool = False) -> np.ndarray | None:
+    """The image with the regions of `level` overlaid (and the selected region highlighted)."""
+    if session.prediction is None:
+        return None
+    level = clamp_level(session, level)
+    labels = session.prediction.levels[level].label_map
+    out = overlay_regions(session.image, labels, alpha=opacity, fill=not boundaries_only)
+    if session.selected is not None:
+        sel_level, region = session.selected
+        chain = session.prediction.ancestors(sel_level, region)
+        if level >= sel_level:
+            out = highlight(out, labels == chain[level - sel_level], dim=0.35)
+    return out
+
+
+def chain_rows(session: Session, x: int, y: int) -> list[list]:
+    """One row per level for the regions containing pixel (x, y): level, region, area, share, parent."""
+    pred = session.prediction
+    total = pred.image_size[0] * pred.image_size[1]
+    rows = []
+    for lv, region in enumerate(pred.chain_at(x, y)):
+        level = pred.levels[lv]
+        rows.append([lv, region, int(level.areas[region]), f"{100 * level.areas[region] / total:.1f}%",
+                     int(level.parents[region])])
+    return rows
+
+
+# ----------------------------------------------------------------------------- retrieval
+def query_hits(index: SegmentIndex | None, session: Session, level: int, region: int, *, k: int,
+               every_level: bool, one_per_image: bool) -> dict[int, list[Hit]]:
+    """Hits for the region (same level) or for its chain (every level), excluding the query image
+    (`Session.source`: the indexed file it was opened from, or one with the same bytes)."""
+    if index is None:
+        return {}
+    pred = session.prediction
+    exclude = session.source or None
+    chain = pred.ancestors(level, region) if every_level else [region]
+    vectors = {level + i: pred.levels[level + i].embeddings[r] for i, r in enumerate(chain)
+               if level + i < index.num_levels}
+    return index.search_across_levels(vectors, k=k, exclude_image=exclude, one_per_image=one_per_image)
+
+
+def hit_tiles(index: SegmentIndex, hits_by_level: dict[int, list[Hit]]) -> tuple[list, list]:
+    """Gallery items (outlined crop of each hit's source image, caption) and the hits in order."""
+    items, order = [], []
+    cache: dict[str, np.ndarray] = {}
+    for level, hits in sorted(hits_by_level.items()):
+        for hit in hits:
+            if hit.image not in cache:
+                cache[hit.image] = load_image(require_inside(index.data_root / hit.image, [index.data_root]))
+            image = cache[hit.image]
+            mask = index.region_mask(hit)
+            if mask.shape != image.shape[:2]:
+                image = np.asarray(Image.fromarray(image).resize(mask.shape[::-1]))
+            items.append((outlined_crop(image, mask, hit.box), f"L{level} · {hit.score:.3f} · {hit.image}"))
+            order.append(hit)
+    return items, order
+
+
+def select_at(index: SegmentIndex | None, session: Session, x: int, y: int, level: int, *, k: int = 8,
+              every_level: bool = False, one_per_image: bool = True) -> tuple[Session, list[list], list]:
+    """A click at (x, y) on the overlay: select the region there, list its chain, query the index."""
+    pred = require_image(session, "click")
+    level = clamp_level(session, level)
+    region = pred.segment_at(level, int(x), int(y))
+    return select_region(index, session, level, region, pixel=(int(x), int(y)), k=k, every_level=every_level,
+                         one_per_image=one_per_image)
+
+
+def select_region(index: SegmentIndex | None, session: Session, level: int, region: int, *,
+                  pixel: tuple[int, int] | None = None, k: int = 8, every_level: bool = False,
+                  one_per_image: bool = True) -> tuple[Session, list[list], list]:
+    """Select a region by (level, id) and query the index.
+
+    pixel: the clicked (x, y), inside the region: the chain table describes it. None (the region was
+    picked from the list) describes the region's first pixel in row-major order.
+    Returns the session, the chain rows and the gallery items.
+    """
+    pred = require_image(session, "select a region")
+    if not 0 <= level < pred.num_levels:
+        raise ValueError(f"no level {level}: the hierarchy has levels 0..{pred.num_levels - 1}")
+    count = pred.levels[level].num_regions
+    if not 0 <= region < count:
+        raise ValueError(f"level {level} has regions 0..{count - 1}, not {region}")
+    if pixel is None or pred.segment_at(level, *pixel) != region:
+        ys, xs = np.nonzero(pred.levels[level].label_map == region)
+        pixel = (int(xs[0]), int(ys[0]))
+    session.selected, session.pixel = (level, region), pixel
+    hits = query_hits(index, session, level, region, k=int(k), every_level=every_level, one_per_image=one_per_image)
+    items, session.hits = hit_tiles(index, hits)
+    return session, chain_rows(session, *pixel), items
+
+
+def region_choices(session: Session) -> list[tuple[str, str]]:
+    """Every region of the hierarchy as (label 'L<level>:<id> (<share>%)', value '<level>:<id>'),
+    coarsest first (the sunburst's nodes)."""
+    pred = session.prediction
+    if pred is None:
+        return []
+    total = pred.image_size[0] * pred.image_size[1]
+    return [(f"L{lv}:{r} ({100 * pred.levels[lv].areas[r] / total:.1f}%)", f"{lv}:{r}")
+            for lv in range(pred.num_levels - 1, -1, -1) for r in range(pred.levels[lv].num_regions)]
+
+
+def parse_choice(value: str) -> tuple[int, int]:
+    """(level, region) of a `region_choices` value '<level>:<id>'.
+
+    Raises:
+        ValueError: not of that form.
+    """
+    level, sep, region = str(value).partition(":")
+    if not sep or not level.isdigit() or not region.isdigit():
+        raise ValueError(f"{value!r}: expected <level>:<region>")
+    return int(level), int(region)
+
+
+# ----------------------------------------------------------------------------- folders
+def require_inside(path: Path, roots: list[Path]) -> Path:
+    """`path` when its real location (links resolved) lies inside one of `roots`.
+
+    Raises:
+        ValueError: it leads elsewhere (a link out of a data root, placed after the listing).
+    """
+    if not any(is_inside(path, root) for root in roots):
+        raise ValueError(f"{Path(path).name}: not opened, it leads outside the data folder")
+    return Path(path)
+
+
+def resolve_folder(text: str, roots: list[Path]) -> Path:
+    """A folder typed in the UI, accepted only inside one of the allowed data roots.
+
+    Raises:
+        ValueError: empty, outside every root, or not a folder.
+    """
+    if not text.strip():
+        raise ValueError("give a folder")
+    path = Path(text).expanduser().resolve()
+    if not any(path == root.resolve() or path.is_relative_to(root.resolve()) for root in roots):
+        raise ValueError(f"{text}: outside the allowed data roots ({', '.join(str(r) for r in roots)})")
+    if not path.is_dir():
+        raise ValueError(f"{text}: not a folder")
+    return path
+
+
+def example_images(data: Path) -> list[Path]:
+    """The first `MAX_EXAMPLES` images of the data folder (`list_images`: never a link out of it)."""
+    from hsg_core.images import list_images
+
+    return list_images(data)[:MAX_EXAMPLES]
+
+
+# ----------------------------------------------------------------------------- what sessions share
+class IndexJob:
+    """The index build of one session, cancellable from the UI (a plain class: gradio deep-copies
+    State values per session and serialises dataclasses, neither of which an Event survives)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def __deepcopy__(self, memo: dict) -> IndexJob:
+        return IndexJob()
+
+
+@dataclass
+class Explorer:
+    """What every session shares: the model, the startup index, and the indexes built in the Index tab
+    (each session searches its own choice, `Session.index_path`; see `index_of`)."""
+
+    predictor: HSGPredictor
+    index: SegmentIndex | None
+    examples: list[Path]
+    data_roots: list[Path]
+    index_root: Path
+    built: dict = field(default_factory=dict)  # path -> SegmentIndex, least recently searched first
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def index_of(self, session: Session) -> SegmentIndex | None:
+        """The index `session` searches: the startup index, or the one it built (reopened when closed)."""
+        if not session.index_path:
+            return self.index
+        with self.lock:
+            index = self.built.pop(session.index_path, None)
+        if index is None:
+            from index import SegmentIndex
+
+            index = SegmentIndex.open(session.index_path, checkpoint_hash=self.predictor.checkpoint_hash)
+        return self.keep_built(Path(session.index_path), index)
+
+    def keep_built(self, path: Path, index: SegmentIndex) -> SegmentIndex:
+        """Keep `index` (built at `path`) open as the most recently used; close the oldest beyond
+        MAX_BUILT_INDEXES. Returns `index`."""
+        with self.lock:
+            self.built.pop(str(path), None)
+            self.built[str(path)] = index
+            while len(self.built) > MAX_BUILT_INDEXES:
+                self.built.pop(next(iter(self.built)))
+        return index
+
+
+def index_extractor(predictor: HSGPredictor) -> Callable:
+    """The predictor as the index builder's extractor, reading images as uploads are read (MAX_SIDE)."""
+    from hsg_core.predictor import make_extractor
+
+    return make_extractor(predictor, MAX_SIDE)
+
+
+def open_upload(app: Explorer, image: str | Path | np.ndarray, index_path: str = "") -> Session:
+    """A new upload: a file path, read by the project's loader (`load_image`: a decompression bomb is
+    refused from its header, one line), or an RGB array. A file whose bytes are indexed is excluded
+    from its own hits."""
+    image_hash = ""
+    if not isinstance(image, np.ndarray):
+        image_hash = file_sha256(Path(image))
+        image = load_image(image, max_side=MAX_SIDE)
+    session = set_image(app.predictor, image)
+    session.index_path, session.image_hash = index_path, image_hash
+    session.source = indexed_name(app.index_of(session), image_hash)
+    return session
+
+
+def open_image(app: Explorer, path: Path, roots: list[Path] | None = None, index_path: str = "") -> Session:
+    """Open an image file; an image of the index is excluded from its own hits.
+
+    roots: when given, the file must lie inside one of them (`require_inside`), links resolved.
+    index_path: the index the session searches (`Session.index_path`), kept by the new session.
+    """
+    if roots is not None:
+        require_inside(path, roots)
+    source = ""
+    index = app.index_of(Session(index_path=index_path))
+    if index is not None and Path(path).resolve().is_relative_to(index.data_root.resolve()):
+        source = Path(path).resolve().relative_to(index.data_root.resolve()).as_posix()
+    new = set_image(app.predictor, load_image(path, max_side=MAX_SIDE), source=source)
+    new.index_path, new.image_hash = index_path, file_sha256(Path(path))
+    return new
+
+
+def index_folder(app: Explorer, folder_text: str, mode: str, job: IndexJob, session: Session,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[dict, Session]:
+    """Build or update (`mode`) the index of a folder inside the allowed roots; resumable, cancellable.
+
+    The finished index becomes the one `session` searches (other sessions keep theirs). Returns the
+    job's summary (or the index's info when complete) and the session.
+    """
+    from index.managed import build_or_update, managed_index_dir
+
+    folder = resolve_folder(folder_text, app.data_roots)
+    out = managed_index_dir(app.index_root, folder, app.predictor.checkpoint_hash, built=True)
+    job.stop.clear()
+    info = build_or_update(folder, out, index_extractor(app.predictor), checkpoint_hash=app.predictor.checkpoint_hash,
+                           update=mode == "update", batch_size=4, progress=progress, should_stop=job.stop.is_set)
+    if info.get("status") != "complete":
+        return info, session
+    from index import SegmentIndex
+
+    opened = SegmentIndex.open(out, checkpoint_hash=app.predictor.checkpoint_hash, data_root=folder)
+    built = app.keep_built(out, opened)
+    session.index_path, session.hits = str(out), []  # hits of the previous index mean nothing in this one
+    session.source = indexed_name(built, session.image_hash)  # the open image, if this index holds it
+    return built.info(), session
+
+
+# ----------------------------------------------------------------------------- startup
+def say(message: str) -> None:
+    """Tell the terminal what the explorer is doing while it starts."""
+    print(f"{NOTE}{message}", file=sys.stderr, flush=True)
+
+
+def startup_index(predictor: HSGPredictor, data: Path | None, index_dir: str | None, index_root: Path,
+                  note: Callable[[str], None] = say) -> SegmentIndex:
+    """The index the explorer starts with: the one given (`index_dir`), the shipped demo index when it
+    matches the checkpoint and the demo images, else one opened or built in the cache for `data`."""
+    from index import IndexFormatError
+    from index.managed import managed_index_dir, open_or_build, open_relocated
+
+    extract, digest = index_extractor(predictor), predictor.checkpoint_hash
+    if index_dir:
+        return open_or_build(data, Path(index_dir), extract, checkpoint_hash=digest, note=note)
+    if data == DEFAULT_IMAGES.resolve() and (SHIPPED_INDEX / "manifest.json").exists():
+        try:
+            note(f"opening the shipped demo index {SHIPPED_INDEX}")
+            return open_relocated(SHIPPED_INDEX, data, checkpoint_hash=digest)
+        except IndexFormatError as err:
+            note(f"the shipped demo index does not fit ({one_line(err)}): using the cache")
+    cached = managed_index_dir(index_root, data, digest)
+    return open_or_build(data, cached, extract, checkpoint_hash=digest, managed=True, note=note)
+
+
+def open_explorer(checkpoint: str, device: str, data: str | None, index_dir: str | None,
+                  extra_roots: list[str], note: Callable[[str], None] = say) -> Explorer:
+    """Load the model, open (or build) the startup index, list the examples; `note` tells each step.
+
+    data: image folder; None = the demo images, or with `index_dir` the folder that index covers.
+    """
+    from hsg_core.predictor import load_predictor
+    from hsg_core.weights import cache_dir
+
+    note(f"loading the model {checkpoint}")
+    predictor = load_predictor(checkpoint, device)
+    folder = Path(data).resolve() if data else None
+    if folder is None and not index_dir:
+        folder = DEFAULT_IMAGES.resolve()
+    index_root = cache_dir() / "indexes"
+    index = startup_index(predictor, folder, index_dir, index_root, note)
+    folder = folder or index.data_root
+    return Explorer(predictor, index, example_images(folder), [folder, *map(Path, extra_roots)], index_root)

@@ -1,0 +1,234 @@
+"""explorer.py, the explorer without gradio: selection, retrieval policy, startup index, messages."""
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import explorer as ex
+import explorer_output as output
+from hsg_core.viz import boundaries, palette
+from index import CheckpointMismatchError, DataRootMismatchError
+from index.managed import managed_index_dir, open_or_build, open_relocated
+from tests.conftest import tree_digest, write_shapes_images
+from tests.fakes import GridPredictor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wide_session(explorer):
+    image = np.zeros((40, 160, 3), np.uint8)
+    image[:, 80:] = 255
+    return ex.set_image(explorer.predictor, image)
+
+
+def modules_after(code: str) -> set[str]:
+    """Top-level modules loaded by `code` run in a fresh interpreter at the repository root."""
+    probe = f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\nprint(' '.join(sys.modules), file=sys.stderr)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    return {name.split(".")[0] for name in out.stderr.splitlines()[-1].split()}
+
+
+def test_the_chain_table_describes_the_clicked_pixel_at_every_level(explorer):
+    """Issue 12 item 10: a click at (150, 35) on level 2 listed the chain of the region's first pixel."""
+    session, rows, _ = ex.select_at(explorer.index, wide_session(explorer), 150, 35, 2, k=3)
+    assert [row[1] for row in rows] == [63, 15, 3, 0] == list(session.prediction.chain_at(150, 35))
+    assert session.selected == (2, 3) and session.pixel == (150, 35)
+
+
+def test_a_region_picked_by_id_describes_a_pixel_of_that_region(explorer):
+    session, rows, _ = ex.select_region(explorer.index, wide_session(explorer), 1, 5, k=3, pixel=(0, 0))
+    assert rows[1][1] == 5  # (0, 0) is not in region 5: the region's own first pixel is described
+
+
+def test_explorer_and_the_help_of_both_entry_points_load_neither_torch_nor_gradio():
+    assert not modules_after("import explorer, explorer_output") & {"gradio", "torch"}
+    help_app = "import runpy; sys.argv = ['app.py', '--help']; runpy.run_path('app.py', run_name='__main__')"
+    assert not modules_after(help_app) & {"gradio", "torch", "faiss"}
+    assert not modules_after("import cli; cli.main(['serve', '--help'])") & {"gradio", "torch", "faiss"}
+
+
+def test_hsg_serve_has_every_option_of_app_py():
+    def options(args: list[str]) -> set[str]:
+        out = subprocess.run([sys.executable, *args, "--help"], cwd=REPO, capture_output=True, text=True, check=True)
+        return {word.strip(",[]") for word in out.stdout.split() if word.startswith("--")}
+
+    app_options = options(["app.py"])
+    assert {"--data-root", "--max-sessions", "--auth-file", "--data"} <= app_options
+    assert app_options <= options(["-m", "cli", "serve"])
+
+
+def test_every_level_is_one_search_across_levels_of_the_chain(explorer, monkeypatch):
+    session = wide_session(explorer)
+    calls = []
+    real = explorer.index.search_across_levels
+    monkeypatch.setattr(explorer.index, "search_across_levels", lambda v, **kw: calls.append(v) or real(v, **kw))
+    hits = ex.query_hits(explorer.index, session, 1, 5, k=2, every_level=True, one_per_image=False)
+    chain = session.prediction.ancestors(1, 5)
+    assert len(calls) == 1 and sorted(calls[0]) == [1, 2, 3] and sorted(hits) == [1, 2, 3]
+    for level, region in zip((1, 2, 3), chain):
+        assert np.array_equal(calls[0][level], session.prediction.levels[level].embeddings[region])
+
+
+def test_clicking_or_exporting_before_an_image_says_what_to_do(explorer):
+    for action in (lambda: ex.select_at(explorer.index, ex.Session(), 3, 3, 0),
+                   lambda: ex.select_region(explorer.index, ex.Session(), 0, 0),
+                   lambda: output.export_zip(ex.Session())):
+        with pytest.raises(ValueError, match="load an image first"):
+            action()
+
+
+def test_an_uploaded_copy_of_an_indexed_photo_is_not_its_own_hit(explorer, tmp_path):
+    upload = Path(shutil.copy(explorer.examples[2], tmp_path / "upload.png"))  # gradio's cache: another name
+    session = ex.open_upload(explorer, upload)
+    _, _, _ = ex.select_at(explorer.index, session, 5, 5, 3, k=5, one_per_image=False)
+    assert session.hits and all(h.image != "img2.png" for h in session.hits)
+    assert session.source == "img2.png"  # found by its bytes, not its name
+    session.source = ""  # the same search without the content match: the photo finds itself first
+    top = ex.query_hits(explorer.index, session, 3, 0, k=1, every_level=False, one_per_image=False)[3][0]
+    assert top.image == "img2.png" and top.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_open_or_build_opens_builds_and_rebuilds_only_what_it_manages(tmp_path):
+    data = write_shapes_images(tmp_path / "data", [(48, 64)] * 2)
+    predictor, notes = GridPredictor(), []
+    out = managed_index_dir(tmp_path / "cache", data, predictor.checkpoint_hash)
+    built = open_or_build(data, out, ex.index_extractor(predictor), checkpoint_hash="a" * 64, note=notes.append)
+    assert len(built.images()) == 2 and notes[-1].startswith("indexing ")
+    before = tree_digest(out)
+    with pytest.raises(CheckpointMismatchError):
+        open_or_build(data, out, ex.index_extractor(predictor), checkpoint_hash="b" * 64)
+    assert tree_digest(out) == before
+    rebuilt = open_or_build(data, out, ex.index_extractor(predictor), checkpoint_hash="b" * 64, managed=True,
+                            note=notes.append)
+    assert rebuilt.manifest["checkpoint_hash"] == "b" * 64 and any(n.startswith("rebuilding") for n in notes)
+
+
+def test_a_shipped_index_opens_from_a_moved_copy_of_its_images_only_if_unchanged(explorer, tmp_path):
+    moved = Path(shutil.copytree(explorer.index.data_root, tmp_path / "moved"))
+    index = open_relocated(explorer.index.path, moved, checkpoint_hash=explorer.predictor.checkpoint_hash)
+    assert index.data_root == moved and len(index) == len(explorer.index)
+    (moved / "img1.png").write_bytes((moved / "img0.png").read_bytes())
+    with pytest.raises(DataRootMismatchError, match="as they are now"):
+        open_relocated(explorer.index.path, moved, checkpoint_hash=explorer.predictor.checkpoint_hash)
+
+
+def test_startup_uses_the_shipped_index_and_rebuilds_into_the_cache_when_it_does_not_fit(
+        explorer, tmp_path, monkeypatch):
+    monkeypatch.setattr(ex, "DEFAULT_IMAGES", explorer.index.data_root)
+    monkeypatch.setattr(ex, "SHIPPED_INDEX", explorer.index.path)
+    notes = []
+    data = explorer.index.data_root.resolve()
+    shipped = ex.startup_index(explorer.predictor, data, None, tmp_path / "cache", notes.append)
+    assert shipped.path == explorer.index.path and not (tmp_path / "cache").exists()
+
+    class OtherModel(GridPredictor):
+        checkpoint_hash = "0" * 64
+
+    rebuilt = ex.startup_index(OtherModel(), data, None, tmp_path / "cache", notes.append)
+    assert rebuilt.path == managed_index_dir(tmp_path / "cache", data, "0" * 64)
+    assert any("does not fit" in n for n in notes) and any(n.startswith("indexing") for n in notes)
+
+
+def test_downloads_of_the_selected_region_and_of_the_hits(explorer):
+    import csv
+
+    from PIL import Image
+
+    session = wide_session(explorer)
+    for export in (output.export_mask, output.export_cutout, output.export_hits_csv):
+        with pytest.raises(ValueError, match="select a region first"):
+            export(session)
+    session, _, _ = ex.select_at(explorer.index, session, 150, 35, 2, k=3, one_per_image=False)
+    inside = session.prediction.levels[2].label_map == 3
+    mask = np.asarray(Image.open(output.export_mask(session)))
+    assert mask.shape == (40, 160) and np.array_equal(mask == 255, inside) and set(np.unique(mask)) == {0, 255}
+    ys, xs = np.nonzero(inside)
+    cutout = np.asarray(Image.open(output.export_cutout(session)))
+    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    assert cutout.shape == (ys.max() - ys.min() + 1, xs.max() - xs.min() + 1, 4)
+    assert np.array_equal(cutout[..., 3] == 255, inside[box])
+    assert np.array_equal(cutout[..., :3][inside[box]], session.image[box][inside[box]])
+    with open(output.export_hits_csv(session), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["image"], int(r["level"]), int(r["region"])) for r in rows] == \
+        [(h.image, h.level, h.region) for h in session.hits]
+    assert [float(r["score"]) for r in rows] == pytest.approx([h.score for h in session.hits], abs=1e-6)
+    assert [tuple(int(r[c]) for c in ("x0", "y0", "x1", "y1")) for r in rows] == [tuple(h.box) for h in session.hits]
+
+
+def test_hit_file_names_cannot_become_spreadsheet_formulas():
+    assert output.spreadsheet_safe("=HYPERLINK(\"http://x\").jpg") == "'=HYPERLINK(\"http://x\").jpg"
+    assert [output.spreadsheet_safe(n) for n in ("+1.jpg", "-a.png", "@b.png", "\tc.png")] == \
+        ["'+1.jpg", "'-a.png", "'@b.png", "'\tc.png"]
+    assert output.spreadsheet_safe("photos/a=b.jpg") == "photos/a=b.jpg"
+
+
+def test_click_selects_the_region_under_x_y_on_a_non_square_image(explorer):
+    session = wide_session(explorer)
+    session, rows, _ = ex.select_at(explorer.index, session, 150, 5, 0, k=3)
+    # x = 150 of 160 -> grid column 7, y = 5 of 40 -> grid row 1: cell 1 * 8 + 7
+    assert session.selected == (0, 15)
+    assert [r[1] for r in rows] == [15, 3, 1, 0]
+    assert rows[0][2] == 20 * 5  # a cell is 20 x 5 pixels
+    with pytest.raises(ValueError, match="outside the 160x40 image"):
+        ex.select_at(explorer.index, session, 5, 150, 0)
+
+
+def test_slider_renders_that_levels_label_map(explorer):
+    session = wide_session(explorer)
+    for level in range(4):
+        out = ex.render(session, level, opacity=1.0)
+        labels = session.prediction.levels[level].label_map
+        colours = palette(int(labels.max()) + 1)
+        inner = ~boundaries(labels)
+        assert np.array_equal(out[inner], colours[labels][inner])
+    assert ex.render(ex.Session(), 0) is None
+    assert np.array_equal(ex.render(session, 99, 1.0), ex.render(session, 3, 1.0))  # clamped
+
+
+def test_export_and_figures(explorer):
+    session = wide_session(explorer)
+    path = output.export_zip(session)
+    with zipfile.ZipFile(path) as zf:
+        assert sorted(zf.namelist()) == ["hierarchy.json", "level0_labels.png", "level1_labels.png",
+                                         "level2_labels.png", "level3_labels.png"]
+        assert json.loads(zf.read("hierarchy.json"))["image_size"] == [40, 160]
+    fig = output.hierarchy_figure(session)
+    assert len(fig.data[0].ids) == 64 + 16 + 4 + 1
+    session, _, _ = ex.select_at(explorer.index, session, 3, 3, 0, k=3)
+    fig = output.embedding_figure(explorer.index, session)
+    assert [t.name for t in fig.data] == ["indexed regions", "hits", "query"]
+    regions = output.region_map(explorer.index)
+    assert output.region_map(explorer.index) is regions  # fitted once per index, not per click
+    level, region = session.selected
+    star = regions.project(session.prediction.levels[level].embeddings[region])[0]
+    assert np.allclose([fig.data[2].x[0], fig.data[2].y[0]], star)
+    assert len(fig.data[0].x) == min(4000, len(explorer.index))
+
+
+def test_folder_outside_roots_is_refused(explorer, tmp_path):
+    root = explorer.data_roots[0]
+    assert ex.resolve_folder(str(root), explorer.data_roots) == root.resolve()
+    for bad in ("/etc", str(root / ".." / ".."), ""):
+        with pytest.raises(ValueError):
+            ex.resolve_folder(bad, explorer.data_roots)
+    (root / "escape").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="outside the allowed data roots"):
+        ex.resolve_folder(str(root / "escape"), explorer.data_roots)
+    (root / "escape").unlink()
+
+
+def test_pick_a_region_from_the_hierarchy_list(explorer):
+    session = wide_session(explorer)
+    choices = ex.region_choices(session)
+    assert len(choices) == 64 + 16 + 4 + 1 and choices[0] == ("L3:0 (100.0%)", "3:0")
+    assert ("L1:5 (6.2%)", "1:5") in choices  # (label, value): the value never parses a label
+    assert ex.parse_choice("1:5") == (1, 5)
+    session, rows, items = ex.select_region(explorer.index, session, 1, 5, k=3)
+    assert session.selected == (1, 5) and rows[1][1] == 5 and len(items) == 3
+    assert all(h.level == 1 for h in session.hits)
