@@ -105,8 +105,9 @@ def cmd_index(args: argparse.Namespace) -> None:
     import index
 
     if args.index_cmd == "info":
-        info = index.SegmentIndex.open(Path(args.index_dir)).info()
-        print(json.dumps(info, indent=1, default=str))
+        opened = index.SegmentIndex.open(Path(args.index_dir))
+        opened.wait_verified()  # a large index is checked in the background: report its damage, not exit past it
+        print(json.dumps(opened.info(), indent=1, default=str))
         return
     if args.index_cmd == "discard":
         discarded = index.discard_pending(Path(args.index_dir))

@@ -6,7 +6,6 @@ Figures and downloads of a session are in `explorer_output.py`.
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from PIL import Image
 from hsg_core.images import check_rgb, downscale_to, load_image
 from hsg_core.types import Prediction
 from hsg_core.viz import highlight, outlined_crop, overlay_regions
-from hsg_files import escape_controls, is_inside
+from hsg_files import escape_controls, file_sha256, is_inside
 from serve_options import DEFAULT_IMAGES, NOTE, SHIPPED_INDEX
 
 if TYPE_CHECKING:
@@ -64,15 +63,6 @@ def set_image(predictor: HSGPredictor, image: np.ndarray, source: str = "") -> S
     """Run the model once on a new image; slider moves and clicks then only index this."""
     image = downscale_to(check_rgb(image, "uploaded image"), MAX_SIDE)
     return Session(image=image, prediction=predictor.predict(image), source=source)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file's bytes (what the index records per image)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def indexed_name(index: SegmentIndex | None, image_hash: str) -> str:

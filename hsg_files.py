@@ -12,6 +12,7 @@ Which files are images, and which may be read:
   (dangling links, loops, pipes and folders named like images are not), and each real folder is
   visited once, so folder-link loops end.
 * `is_inside`: the same containment test, for a path about to be opened.
+* `file_sha256`: the sha256 of a file's bytes (image identity, checkpoint hash, index checksums).
 * `escape_controls`: text made safe to print on one line (file names may hold newlines and
   terminal escapes).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import logging
 import os
 import re
@@ -264,3 +266,15 @@ def escape_controls(text: str) -> str:
     line separators and bidi overrides as \\uXXXX) and undecodable bytes as U+FFFD: one line,
     printable under any locale, and unable to move the cursor or forge another line."""
     return "".join(_escape_char(c) for c in text)
+
+
+def file_sha256(path: str | os.PathLike, block_bytes: int = 1 << 22) -> str:
+    """sha256 hex digest of a file's bytes, read in blocks (hashlib releases the GIL: threads hash
+    files in parallel)."""
+    digest = hashlib.sha256()
+    block = bytearray(block_bytes)
+    view = memoryview(block)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(block):
+            digest.update(view[:count])
+    return digest.hexdigest()

@@ -8,7 +8,6 @@ config freezes it), predictor latency at work side 512 and at the config's shipp
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import resource
 import statistics

@@ -3,6 +3,8 @@
     PYTHONPATH=. python benchmarks/bench_index.py --out benchmarks/results/index.json
     PYTHONPATH=. python benchmarks/bench_index.py --sizes 100000          # skip the 10^6 case
     PYTHONPATH=. python benchmarks/bench_index.py --open-only --out benchmarks/results/index_open.json
+    PYTHONPATH=. python benchmarks/bench_index.py --scale --sizes 1000000 \
+        --factories IVF1024,Flat IVF1024,SQ8 IVF1024,PQ32 --out benchmarks/results/index_scale.json
 
 Query latency: single queries, k=20, with a level filter, through `SegmentIndex.search`
 (selector search + Hit construction), faiss on `--threads` CPU threads, for each size, exact
@@ -14,6 +16,13 @@ throughput, and (b) with a simulated forward pass (`--forward-ms`, sleeping, so 
 GIL like a GPU model) to show how much of the forward-bound rate the pipelined build keeps.
 The metadata size of (a)/(b) is optimistic (16 distinct predictions compress well); the raw
 RLE size per region is reported next to it.
+
+Scale (`--scale`, issue 14): per size and factory, an index of synthetic regions carrying real
+voronoi RLE masks (16 templates) is opened in a fresh process, which reports the open time, its
+RSS right after open, recall@10 of level-filtered searches against exact numpy search over the
+stored vectors, and click->results p50/p95 of the explorer's own query path (`app.query_hits`:
+k=8 per level, one hit per image, then `region_mask` of every shown hit; image decoding and
+cropping are bench_app's part), plus disk bytes per region.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +45,7 @@ import pyarrow as pa
 
 from index import SegmentIndex, build_index
 from index.commit import commit_job
-from index.factory import FLAT, ivf_factory
+from index.factory import FLAT, choose_factory, ivf_factory
 from index.ids import region_ids
 from index.records import RegionRows, prediction_rows, rows_to_table
 from index.rle import encode_mask
@@ -276,6 +286,128 @@ def bench_open(work: Path, num_regions: int, repeats: int) -> list[dict]:
     return results
 
 
+SCALE_K = 10  # recall@10
+CLICK_K = 8  # the explorer's gallery size per level
+_CHILD = r"""
+import json, sys, time
+import faiss, numpy as np
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from benchmarks.bench_index import scale_child
+print(json.dumps(scale_child(Path({out!r}), Path({queries!r}), {threads})))
+"""
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (VmRSS), bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def exact_top(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """Row numbers of the `k` rows (of `rows`) with the highest inner product with `query`,
+    computed in chunks from (memory-mapped) `vectors`."""
+    best_rows, best_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    for start in range(0, rows.size, 1 << 18):
+        chunk = rows[start : start + (1 << 18)]
+        scores = np.asarray(vectors[chunk[0] : chunk[-1] + 1], np.float32) @ query
+        scores = scores[chunk - chunk[0]]
+        best_rows = np.concatenate([best_rows, chunk])
+        best_scores = np.concatenate([best_scores, scores])
+        keep = np.argsort(-best_scores, kind="stable")[:k]
+        best_rows, best_scores = best_rows[keep], best_scores[keep]
+    return best_rows
+
+
+def click_path(index: SegmentIndex, query: np.ndarray, level: int) -> int:
+    """The explorer's click -> gallery path (`app.query_hits` + `hit_tiles` without the image):
+    k=8 hits of the level, one per image, then each shown hit's mask. Returns mask pixels."""
+    hits = index.search(query, k=CLICK_K, levels=[level], one_per_image=True)
+    return sum(int(index.region_mask(hit).sum()) for hit in hits)
+
+
+def scale_child(out: Path, queries_file: Path, threads: int) -> dict:
+    """Run in a fresh process: open time, RSS after open, recall@10, click latency."""
+    faiss.omp_set_num_threads(threads)
+    before = rss_bytes()
+    start = time.perf_counter()
+    index = SegmentIndex.open(out, use_gpu=False)
+    open_seconds = time.perf_counter() - start
+    after_open = rss_bytes()
+    in_background = index.verification == "running"
+    index.wait_verified()  # large indexes: sha256 and norms checked in the background
+    verified_seconds = time.perf_counter() - start  # from the start of open to every check passed
+    data = np.load(queries_file)
+    queries, levels = data["queries"], data["levels"]
+    click_path(index, queries[0], int(levels[0]))  # warm-up
+    times = []
+    for query, level in zip(queries, levels):
+        tick = time.perf_counter()
+        click_path(index, query, int(level))
+        times.append((time.perf_counter() - tick) * 1e3)
+    after_clicks = rss_bytes()
+    ids = index._ids  # ascending: the rows of a level are contiguous
+    # exact search reads every vector through a mapping of its own, after the clicks were timed
+    truth_vectors = np.load(out / index.manifest["files"]["vectors"]["name"], mmap_mode="r")
+    found = 0
+    for query, level in zip(queries, levels):
+        low, high = np.searchsorted(ids, [int(level) << 48, (int(level) + 1) << 48])
+        truth = set(ids[exact_top(truth_vectors, np.arange(low, high), query, SCALE_K)].tolist())
+        got = {hit.id for hit in index.search(query, SCALE_K, levels=[int(level)])}
+        found += len(got & truth)
+    return {
+        "open_seconds": round(open_seconds, 3),
+        "rss_before_open_bytes": before,
+        "rss_after_open_bytes": after_open,
+        "verified_in_background": in_background,
+        "seconds_to_verified": round(verified_seconds, 2),
+        "rss_after_clicks_bytes": after_clicks,
+        "recall_at_10_vs_exact": round(found / (SCALE_K * len(queries)), 4),
+        "click_p50_ms": round(float(np.percentile(times, 50)), 2),
+        "click_p95_ms": round(float(np.percentile(times, 95)), 2),
+        "vectors_memory_mapped": isinstance(index.vectors(), np.memmap),
+    }
+
+
+def bench_scale(work: Path, num_regions: int, factories: list[str], num_queries: int, threads: int) -> list[dict]:
+    """Per factory: build `num_regions` synthetic regions with real RLE masks, then measure
+    (in a fresh process, `scale_child`) open, RSS, recall@10 and click latency."""
+    from benchmarks.explorer_index import templates
+
+    rows = [template for template, _ in templates()]
+    rng = np.random.default_rng(7)
+    queries_file = work / "queries.npz"
+    np.savez(
+        queries_file,
+        queries=clustered_unit_vectors(num_queries, cluster_centers(CENTERS, DIM, seed=0), SPREAD, rng),
+        levels=rng.choice(len(REGIONS_PER_LEVEL), num_queries, p=np.array(REGIONS_PER_LEVEL) / 100),
+    )
+    results = []
+    for factory in factories:
+        out = work / f"scale_n{num_regions}_{factory.replace(',', '_')}"
+        commit_seconds = synthetic_index(out, num_regions, factory, templates=rows)
+        code = _CHILD.format(root=str(Path(__file__).resolve().parents[1]), out=str(out),
+                             queries=str(queries_file), threads=threads)
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        manifest = json.loads((out / "manifest.json").read_text())
+        files = {kind: entry["bytes"] for kind, entry in manifest["files"].items()}
+        row = {
+            "regions": num_regions,
+            "factory": factory,
+            "nprobe": manifest["nprobe"],
+            "commit_seconds": round(commit_seconds, 1),
+            **json.loads(child.stdout.strip().splitlines()[-1]),
+            "disk_bytes_per_region": round(sum(files.values()) / num_regions, 1),
+            "disk_bytes_per_region_by_file": {k: round(v / num_regions, 1) for k, v in files.items()},
+        }
+        shutil.rmtree(out)
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    return results
+
+
 def bench_build(work: Path, num_images: int, forward_ms: list[float]) -> dict:
     """Build throughput with ~100 regions per image: index-side capacity (zero-cost extractor), and
     with simulated forward passes of `forward_ms` per image (sleeping: they release the GIL,
@@ -369,6 +501,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only time SegmentIndex.open (verified and fast path) at each of --sizes",
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="open time, RSS after open, recall@10 and click latency at each of --sizes",
+    )
+    parser.add_argument("--factories", nargs="+", default=None, help="factories for --scale")
     parser.add_argument("--repeats", type=int, default=3, help="opens timed per case (--open-only)")
     parser.add_argument(
         "--work", type=Path, default=None, help="scratch folder (default: a temp folder)"
@@ -378,6 +516,24 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_index_", dir=args.work))
     started = time.perf_counter()
     try:
+        if args.scale:
+            report = {
+                "machine": machine_info(),
+                "settings": {"dim": DIM, "threads": args.threads, "queries": args.queries,
+                             "recall_k": SCALE_K, "click_k": CLICK_K,
+                             "regions_per_level": REGIONS_PER_LEVEL, "clusters": CENTERS,
+                             "spread": SPREAD},
+                "command": "benchmarks/bench_index.py " + " ".join(argv or sys.argv[1:]),
+                "scale": [
+                    row
+                    for size in args.sizes
+                    for row in bench_scale(
+                        work, size, args.factories or [choose_factory(size)], args.queries,
+                        args.threads,
+                    )
+                ],
+            }
+            return _write_report(args.out, report, started)
         if args.open_only:
             report = {
                 "machine": machine_info(),

@@ -8,7 +8,6 @@ Layout of a checkpoint (a torch.save'd dict of tensors and plain Python values):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pickle
 import re
@@ -40,14 +39,6 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """torch.save through `atomic_write`; temp files left by a killed save are removed first."""
     remove_stale_parts(path)
     return atomic_write(path, lambda fh: torch.save(obj, fh))
-
-
-def file_hash(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -12,7 +12,6 @@ with `index`): a symbolic link that leads out of the folder is never listed.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import stat
@@ -23,7 +22,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from hsg_files import IMAGE_SUFFIXES, list_image_files
+from hsg_files import IMAGE_SUFFIXES, file_sha256, list_image_files
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageReadError", "check_rgb", "downscale_to",
            "file_sha256", "list_images", "load_image"]
@@ -156,11 +155,3 @@ def _warn_outside(root: Path) -> Callable[[str], None]:
         LOG.warning("%s: skipped, a link that leads out of %s", rel, root)
 
     return warn
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .contour_tree import ContourTree, ContourTreeParams
-from .checkpoint import (check_finite, checkpoint_config, file_hash, inference_config, load_model_state,
+from .checkpoint import (check_finite, checkpoint_config, inference_config, load_model_state,
                          read_checkpoint)
 from .hierarchy import build_prediction, resize_nearest, segment_chains
 from .images import ImageReadError, check_rgb, downscale_to, load_image
@@ -34,6 +34,7 @@ from .semantic_edges import semantic_edges
 from .segments import initial_clusters, intersect_segments, location_features, segment_means, spherical_kmeans
 from .types import Prediction
 from .weights import cache_dir
+from hsg_files import file_sha256
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -270,5 +271,5 @@ def load_predictor(checkpoint: str | Path, device: str | torch.device = "auto", 
     model = HSG(config)
     load_model_state(model, data["model"], checkpoint, config)
     device = pick_device(device) if isinstance(device, str) else device
-    return HSGPredictor(model.to(device), checkpoint_hash=file_hash(checkpoint), checkpoint_path=str(checkpoint),
+    return HSGPredictor(model.to(device), checkpoint_hash=file_sha256(checkpoint), checkpoint_path=str(checkpoint),
                         **kwargs)

@@ -8,6 +8,8 @@ instead of changing search results silently.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -15,26 +17,14 @@ from typing import Iterator
 import faiss
 import numpy as np
 
+from hsg_files import file_sha256
+
 from .errors import IndexFormatError
 from .factory import ivf_of
 
 NORM_TOLERANCE = 1e-3  # stored vectors are unit vectors (float32 rounding is ~1e-7)
 _BLOCK = 1 << 22  # bytes hashed per read
 _ROWS = 1 << 16  # vectors checked per chunk (bounded temporary memory)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file (hashlib releases the GIL: threads hash files in parallel)."""
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as handle:
-        block = bytearray(_BLOCK)
-        view = memoryview(block)
-        while True:
-            count = handle.readinto(block)
-            if not count:
-                break
-            digest.update(view[:count])
-    return digest.hexdigest()
 
 
 def bytes_sha256(data: bytes | memoryview) -> str:
@@ -55,10 +45,28 @@ def check_sha256(path: Path, actual: str, recorded: str, what: str, advice: str)
         )
 
 
-def hash_in_background(paths: dict[str, Path], workers: int = 2) -> dict[str, Future]:
-    """Starts hashing `paths` (by kind) in worker threads; returns a future digest per kind."""
+def lower_thread_priority() -> None:
+    """Lets the calling thread run only when the process's other threads leave a core idle
+    (Linux: nice 19 for this thread alone; elsewhere nothing changes)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+
+
+def _quiet_sha256(path: Path) -> str:
+    lower_thread_priority()
+    return file_sha256(path)
+
+
+def hash_in_background(
+    paths: dict[str, Path], workers: int = 2, low_priority: bool = False
+) -> dict[str, Future]:
+    """Starts hashing `paths` (by kind) in worker threads; returns a future digest per kind.
+    With `low_priority` the threads yield the CPU to searches (`lower_thread_priority`)."""
     pool = ThreadPoolExecutor(max(1, min(workers, len(paths))), "index-sha256")
-    futures = {kind: pool.submit(file_sha256, path) for kind, path in paths.items()}
+    work = _quiet_sha256 if low_priority else file_sha256
+    futures = {kind: pool.submit(work, path) for kind, path in paths.items()}
     pool.shutdown(wait=False)
     return futures
 

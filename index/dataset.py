@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Callable
 
 import hsg_files
+from hsg_files import file_sha256 as file_digest  # noqa: F401  (index's name for it)
 
 LOG = logging.getLogger(__name__)
 
@@ -43,12 +43,3 @@ def _log_outside(root: Path) -> Callable[[str], None]:
 
 def _log_walk_error(err: OSError) -> None:
     LOG.warning("cannot list %s: %s", err.filename, err.strerror)
-
-
-def file_digest(path: Path) -> str:
-    """sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

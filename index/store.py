@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,9 +14,15 @@ import faiss
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from .checks import check_faiss, check_vectors, file_sha256, hash_in_background
+from .checks import (
+    check_faiss,
+    check_vectors,
+    file_sha256,
+    hash_in_background,
+    lower_thread_priority,
+)
 from .errors import IndexFormatError
 from .factory import to_gpus
 from .filters import IdFilter
@@ -27,20 +36,30 @@ from .io import (
     data_file,
     job_lock,
     manifest_header,
+    open_parquet,
+    read_columns,
     read_faiss,
     read_manifest,
+    read_row_group_column,
     read_table,
     read_vectors,
     verify_data_file,
     write_json,
 )
-from .ranking import Ranker
+from .ranking import Ranker, read_rows
 from .rle import decode_region
 
 LOG = logging.getLogger(__name__)
 ONE_PER_IMAGE_FACTOR = 4  # over-fetch per round when collapsing to one hit per image
 _NUMERIC_COLUMNS = ("level", "region", "parent", "area", "x0", "y0", "x1", "y1", "height", "width")
 _BLAS_THRESHOLD = 20  # faiss defaults to a slow path for query batches below 128000 vectors
+_DICTIONARY_COLUMNS = ("image", "image_hash")  # read as indices + one dictionary, never as strings
+_OPEN_COLUMNS = ["id", *_DICTIONARY_COLUMNS, *_NUMERIC_COLUMNS]  # every column but "rle"
+RLE_CACHE_GROUPS = 8  # row groups of RLE codes kept decoded (2^12 rows each, see index.io)
+# a verified open of an index whose data files hold more bytes than this returns before the
+# sha256 and norm checks end; they finish in a background thread, and searches refuse the index
+# from the moment one fails (`SegmentIndex.wait_verified`, `hsg index verify` wait for them)
+BACKGROUND_VERIFY_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -78,34 +97,31 @@ class SegmentIndex:
         path: Path,
         manifest: dict,
         index: faiss.Index,
-        table: pa.Table,
+        metadata: "LazyMetadata",
         vectors: np.ndarray,
         gpu_index: faiss.Index | None,
         mmap: bool,
+        checks: Future | None = None,
     ) -> None:
         self.path = Path(path)
         self.manifest = manifest
         self.data_root = Path(manifest["data_root"])
         self.dim = int(manifest["dim"])
         self.num_levels = int(manifest["num_levels"])
-        self._gpu, self._mmap = gpu_index is not None, mmap
-        self._table, self._vectors, self._frame = table, vectors, None
-        self._ids = table.column("id").to_numpy()
+        self._gpu, self._mmap = gpu_index is not None, mmap or isinstance(vectors, np.memmap)
+        self._meta, self._vectors, self._frame, self._checks = metadata, vectors, None, checks
+        self._ids = metadata.ids
         self._ranker = Ranker(index, gpu_index, self._ids, vectors, bool(manifest["rerank"]))
-        self._cols = {name: table.column(name).to_numpy() for name in _NUMERIC_COLUMNS}
-        encoded = pc.dictionary_encode(table.column("image")).combine_chunks()
-        self._image_code = encoded.indices.to_numpy(zero_copy_only=False)
-        self._image_names: list[str] = encoded.dictionary.to_pylist()
+        self._cols = metadata.numeric
+        self._image_code, self._image_names = metadata.image_codes()
         self._code_of = {name: code for code, name in enumerate(self._image_names)}
         first_rows = np.unique(self._image_code, return_index=True)[1]
-        hashes = table.column("image_hash").take(pa.array(first_rows)).to_pylist()
+        codes = self._image_code[first_rows].tolist()
+        slots = split_ids(self._ids[first_rows])[1].tolist()
         self._image_hashes = [""] * len(self._image_names)
-        self._slots: dict[str, int] = {}
-        for row, digest in zip(first_rows, hashes):
-            name = self._image_names[self._image_code[row]]
-            self._image_hashes[self._image_code[row]] = digest
-            self._slots[name] = int(split_ids(self._ids[row])[1])
-        self._rle = table.column("rle").combine_chunks()
+        for code, digest in zip(codes, metadata.first_hashes(first_rows)):
+            self._image_hashes[code] = digest
+        self._slots = {self._image_names[code]: slot for code, slot in zip(codes, slots)}
 
     @classmethod
     def open(
@@ -124,15 +140,21 @@ class SegmentIndex:
         the faiss ids are exactly the metadata ids, and (unless memory-mapped without `verify`)
         that every stored vector, in the vector file and in the faiss codes, is a finite unit
         vector. With `verify` (the default) also the sha256 of each data file against the
-        manifest, hashed in background threads while the files are read. `verify=False` is the
-        fast path for very large indexes; `hsg index verify` then checks them in full.
+        manifest, hashed in background threads while the files are read. Past
+        `BACKGROUND_VERIFY_BYTES` of data files the sha256 and vector-norm checks end after open
+        returns, in low-priority threads; searches and masks refuse the index once one fails
+        (`wait_verified`, `verification`). `verify=False` skips them; `hsg index verify` waits
+        for them all.
+
+        Read at open: the faiss index, the id, numeric and image columns of the metadata (RLE
+        masks are read by row group when a mask is asked for). Compressed indexes (manifest
+        "rerank") memory-map the vectors they re-rank with; others load them unless `mmap`.
 
         Args:
             path: index folder.
             checkpoint_hash: when given, refuse an index built with another checkpoint.
             data_root: when given, refuse an index of another data folder.
-            mmap: memory-map the faiss codes and the vectors instead of loading them (the Parquet
-                metadata is decoded into memory either way).
+            mmap: memory-map the faiss codes and the vectors instead of loading them.
             use_gpu: None = copy the index to the GPUs when faiss has any; True = require GPUs;
                 False = CPU only.
             verify: check checksums, norms and finiteness (see above).
@@ -150,7 +172,8 @@ class SegmentIndex:
             check_data_root(manifest["data_root"], data_root, folder / MANIFEST_NAME)
         files = {kind: data_file(folder, manifest, kind) for kind in DATA_FILES}
         hashed = manifest["format_version"] >= 2 and verify
-        digests = hash_in_background(files) if hashed else {}
+        late = verify and sum(e["bytes"] for e in manifest["files"].values()) > BACKGROUND_VERIFY_BYTES
+        digests = hash_in_background(files, low_priority=late) if hashed else {}
         if verify and not hashed:
             LOG.warning(
                 "%s: format %d records no checksums; `hsg index verify --upgrade %s` adds them",
@@ -159,18 +182,40 @@ class SegmentIndex:
                 folder,
             )
         index = read_faiss(files["index"], mmap)
-        table = read_table(files["metadata"], memory_map=mmap)
-        vectors = read_vectors(files["vectors"], mmap)
-        _check_consistent(files, manifest, index, table, vectors)
-        for kind, digest in digests.items():
-            verify_data_file(files[kind], manifest, kind, digest.result())
-        ids = table.column("id").to_numpy()
-        norms = verify or not mmap  # in memory the check costs ~0.05 s per 10^6 x 128 floats
-        if norms:
-            check_vectors(vectors, files["vectors"], ids)
+        metadata = LazyMetadata(files["metadata"])
+        lossy = bool(manifest["rerank"])  # re-ranked from the vectors: memory-map them
+        vectors = read_vectors(files["vectors"], mmap or lossy)
+        _check_consistent(files, manifest, index, metadata, vectors)
+        ids = metadata.ids
+        norms = verify or not (mmap or lossy)  # in memory ~0.05 s per 10^6 x 128 floats
+        checks = None
+        if late:
+            checks = _in_background(files, manifest, digests, ids, norms)
+        else:
+            _finish_checks(files, manifest, digests, vectors, ids, norms)
         check_faiss(index, ids, files["index"], norms=norms)
         faiss.cvar.distance_compute_blas_threshold = _BLAS_THRESHOLD
-        return cls(folder, manifest, index, table, vectors, to_gpus(index, use_gpu), mmap)
+        return cls(
+            folder, manifest, index, metadata, vectors, to_gpus(index, use_gpu), mmap, checks
+        )
+
+    def wait_verified(self, timeout: float | None = None) -> None:
+        """Waits for the checks a verified open of a large index left running in the background
+        (see `BACKGROUND_VERIFY_BYTES`); returns at once when none are.
+
+        Raises:
+            IndexFormatError: a check failed (the index also refuses every search from then on).
+            TimeoutError: still running after `timeout` seconds.
+        """
+        if self._checks is not None:
+            self._checks.result(timeout)
+
+    @property
+    def verification(self) -> str:
+        """"done" (checked at open, or in the background and passed), "running" or "failed"."""
+        if self._checks is None or (self._checks.done() and self._checks.exception() is None):
+            return "done"
+        return "running" if not self._checks.done() else "failed"
 
     def __len__(self) -> int:
         return int(self._ids.size)
@@ -211,7 +256,7 @@ class SegmentIndex:
     def metadata(self) -> pd.DataFrame:
         """One row per region, sorted by id (columns: see `index.records.METADATA_SCHEMA`)."""
         if self._frame is None:
-            self._frame = self._table.to_pandas()
+            self._frame = self._meta.table().to_pandas()
         return self._frame
 
     def search(
@@ -258,7 +303,7 @@ class SegmentIndex:
             one_per_image: keep only the best region of each image.
         """
         region_id = self._region_id(image, level, region)
-        query = self._query(self._vectors[self._rows([region_id])[0]])
+        query = self._query(read_rows(self._vectors, self._rows([region_id]))[0])
         id_filter = self._filter(
             [level] if levels is None else levels,
             image if exclude_image else None,
@@ -285,15 +330,16 @@ class SegmentIndex:
 
     def region_vector(self, image: str, level: int, region: int) -> np.ndarray:
         """[D] float32 stored vector of an indexed region."""
-        return np.array(self._vectors[self._rows([self._region_id(image, level, region)])[0]])
+        return read_rows(self._vectors, self._rows([self._region_id(image, level, region)]))[0]
 
     def region_mask(self, hit_or_id: Hit | int) -> np.ndarray:
         """[H, W] bool mask of a region, decoded from its stored RLE."""
         row = self._rows([hit_or_id.id if isinstance(hit_or_id, Hit) else hit_or_id])[0]
         box = tuple(int(self._cols[name][row]) for name in ("x0", "y0", "x1", "y1"))
         size = (int(self._cols["height"][row]), int(self._cols["width"][row]))
+        self._refuse_if_damaged()
         try:
-            return decode_region(self._rle[row].as_py(), box, size)
+            return decode_region(self._meta.rle(int(row)), box, size)
         except ValueError as err:
             raise IndexFormatError(f"{self.path}: region id {int(self._ids[row])}: {err}") from err
 
@@ -319,7 +365,7 @@ class SegmentIndex:
         or those of `ids`."""
         if ids is None:
             return self._vectors
-        return np.asarray(self._vectors[self._rows(np.atleast_1d(ids))])
+        return read_rows(self._vectors, self._rows(np.atleast_1d(ids)))
 
     # ---- internals -------------------------------------------------------------------------
 
@@ -334,6 +380,11 @@ class SegmentIndex:
         if not np.isfinite(norm) or norm <= 1e-12:
             raise ValueError("query vector is zero or not finite")
         return np.ascontiguousarray(query / norm)
+
+    def _refuse_if_damaged(self) -> None:
+        """Raises the failure of the background checks, once they have failed."""
+        if self._checks is not None and self._checks.done() and self._checks.exception():
+            raise self._checks.exception()
 
     def _check_image(self, image: str) -> str:
         if image not in self._slots:
@@ -375,6 +426,7 @@ class SegmentIndex:
     ) -> list[Hit]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        self._refuse_if_damaged()
         eligible = id_filter.count(self._ids)
         if not one_per_image:
             return self._hits(*self._ranker.top(query, k, id_filter))
@@ -409,13 +461,17 @@ class SegmentIndex:
 
 
 def _check_consistent(
-    files: dict[str, Path], manifest: dict, index: faiss.Index, table: pa.Table, vectors: np.ndarray
+    files: dict[str, Path],
+    manifest: dict,
+    index: faiss.Index,
+    metadata: "LazyMetadata",
+    vectors: np.ndarray,
 ) -> None:
     """Row counts, dimensions and id order agree between the three data files and the manifest."""
     regions = manifest["counts"]["regions"]
     for kind, count in (
         ("index", index.ntotal),
-        ("metadata", table.num_rows),
+        ("metadata", len(metadata)),
         ("vectors", vectors.shape[0]),
     ):
         if count != regions:
@@ -427,9 +483,96 @@ def _check_consistent(
             raise IndexFormatError(
                 f"{files[kind]}: {dim}-d vectors, the manifest says {manifest['dim']}"
             )
-    ids = table.column("id").to_numpy()
+    ids = metadata.ids
     if ids.size > 1 and not (np.diff(ids) > 0).all():
         raise IndexFormatError(f"{files['metadata']}: region ids are not strictly increasing")
+
+
+class LazyMetadata:
+    """The metadata Parquet of a generation, opened without decoding its RLE masks.
+
+    At open only the id, numeric and (dictionary-encoded) image columns are read; the RLE column
+    is read one row group at a time when a mask is asked for, and the last `RLE_CACHE_GROUPS`
+    groups are kept. Thread-safe (the explorer serves clicks from several threads).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._file: pq.ParquetFile = open_parquet(self.path, _DICTIONARY_COLUMNS)
+        columns = read_columns(self._file, self.path, _OPEN_COLUMNS)
+        self.ids: np.ndarray = columns.column("id").to_numpy()
+        self.numeric: dict[str, np.ndarray] = {
+            name: columns.column(name).to_numpy() for name in _NUMERIC_COLUMNS
+        }
+        self._images, self._hashes = (columns.column(n).chunk(0) for n in _DICTIONARY_COLUMNS)
+        meta = self._file.metadata
+        sizes = [meta.row_group(group).num_rows for group in range(meta.num_row_groups)]
+        self._starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self._groups: OrderedDict[int, pa.Array] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return int(self._file.metadata.num_rows)
+
+    def image_codes(self) -> tuple[np.ndarray, list[str]]:
+        """([N] image code per row, image name per code)."""
+        return self._images.indices.to_numpy(), self._images.dictionary.to_pylist()
+
+    def first_hashes(self, rows: np.ndarray) -> list[str]:
+        """Image hash of each of `rows`."""
+        codes = self._hashes.indices.to_numpy()[np.asarray(rows, dtype=np.int64)]
+        return self._hashes.dictionary.take(pa.array(codes)).to_pylist()
+
+    def rle(self, row: int) -> bytes:
+        """The RLE code of one row, read with its row group (cached)."""
+        group = int(np.searchsorted(self._starts, row, side="right")) - 1
+        with self._lock:
+            codes = self._groups.pop(group, None)
+            if codes is None:
+                codes = read_row_group_column(self._file, self.path, group, "rle")
+            self._groups[group] = codes
+            while len(self._groups) > RLE_CACHE_GROUPS:
+                self._groups.popitem(last=False)
+        return codes[row - int(self._starts[group])].as_py()
+
+    def table(self) -> pa.Table:
+        """Every column of every row (decoded: for `SegmentIndex.metadata` only)."""
+        return read_table(self.path, memory_map=True)
+
+
+def _finish_checks(
+    files: dict[str, Path],
+    manifest: dict,
+    digests: dict[str, Future],
+    vectors: np.ndarray | None,
+    ids: np.ndarray,
+    norms: bool,
+) -> None:
+    """Compares the sha256 digests with the manifest, then (with `norms`) checks the stored
+    vectors; memory-mapped vectors (or None) are read through a mapping of their own, dropped
+    afterwards, so the check leaves the store's mapping untouched (and its RSS low)."""
+    for kind, digest in digests.items():
+        verify_data_file(files[kind], manifest, kind, digest.result())
+    if norms:
+        if vectors is None or isinstance(vectors, np.memmap):
+            vectors = read_vectors(files["vectors"], mmap=True)
+        check_vectors(vectors, files["vectors"], ids)
+
+
+def _in_background(
+    files: dict[str, Path], manifest: dict, digests: dict[str, Future], ids: np.ndarray, norms: bool
+) -> Future:
+    """Runs `_finish_checks` (on memory-mapped vectors) in a worker thread that yields the CPU to
+    searches (`lower_thread_priority`)."""
+
+    def run() -> None:
+        lower_thread_priority()
+        _finish_checks(files, manifest, digests, None, ids, norms)
+
+    pool = ThreadPoolExecutor(1, "index-verify")
+    future = pool.submit(run)
+    pool.shutdown(wait=False)
+    return future
 
 
 def verify_index(path: Path, *, upgrade: bool = False) -> dict:
@@ -449,6 +592,7 @@ def verify_index(path: Path, *, upgrade: bool = False) -> dict:
         IndexBusyError: `upgrade` while a job holds the folder.
     """
     index = SegmentIndex.open(path, use_gpu=False, verify=True)
+    index.wait_verified()
     folder, manifest = index.path, index.manifest
     checksums = "verified"
     if manifest["format_version"] < FORMAT_VERSION:
