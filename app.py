@@ -45,6 +45,7 @@ from explorer import (  # noqa: E402
     parse_choice,
     region_choices,
     render,
+    rerun,
     select_at,
     select_region,
 )
@@ -178,6 +179,18 @@ def _on_click(app: Explorer, session: Session, x, y, level, opacity, boundaries_
 
 
 @user_errors
+def _on_settings(app: Explorer, session: Session, k, mode, one_per_image):
+    """k, same/every level or one hit per image changed: the current search again (`explorer.rerun`);
+    nothing changes when no region is selected."""
+    index = app.index_of(session)
+    result = rerun(index, session, int(k), mode == "every level", bool(one_per_image))
+    if result is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    session, rows, items = result
+    return session, rows, items, embedding_figure(index, session)
+
+
+@user_errors
 def _on_pick(app: Explorer, session: Session, choice, level, opacity, boundaries_only, k, mode, one_per_image):
     """A region picked from the list (`region_choices` value): select it at its level."""
     if not choice:
@@ -213,29 +226,34 @@ def build_demo(app: Explorer) -> gr.Blocks:
         gr.Markdown("# HSG Explorer\nUnsupervised hierarchical segmentation (HSG, CVPR 2022): slide from fine "
                     "segments to whole regions, click a region to find similar ones in the index.")
         with gr.Tab("Explore"):
-            with gr.Row():
+            # image | results side by side: at 1400x900 the gallery is in view next to the image clicked
+            with gr.Row(equal_height=False):
                 with gr.Column(scale=1):
-                    upload = gr.Image(label="Image (upload, paste or pick an example)", type="filepath",
-                                      image_mode=None, sources=["upload", "clipboard"], height=300, elem_id="upload")
-                    upload.preprocess = upload_path  # the file goes to `load_image`, never decoded by gradio
-                    examples = gr.Gallery([str(p) for p in app.examples], label="Examples (from the index)",
-                                          columns=4, height=260, allow_preview=False, elem_id="examples")
-                with gr.Column(scale=2):
                     view = gr.Image(label="Hierarchy (click a region)", interactive=False, elem_id="overlay",
-                                    height=480)
+                                    height=440)
                     level = gr.Slider(0, 1, value=0, step=1, label="Level (0 = finest segments)", elem_id="level")
                     with gr.Row():
                         opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Opacity")
                         boundaries_only = gr.Checkbox(False, label="Boundaries only")
-            with gr.Row():
-                k = gr.Slider(1, 32, value=8, step=1, label="Hits (k)")
-                mode = gr.Radio(["same level", "every level"], value="same level", label="Retrieve at")
-                one_per_image = gr.Checkbox(True, label="One hit per image")
-            pick = gr.Dropdown([], label="Or pick a region of the hierarchy (the sunburst's nodes)", elem_id="pick")
-            chain = gr.Dataframe(headers=["level", "region", "area (px)", "share", "parent"], label="Enclosing regions",
-                                 interactive=False)
-            gallery = gr.Gallery(label="Similar regions (click one to open its image)", columns=8, height=320,
-                                 elem_id="hits")
+                    with gr.Accordion("Open an image (upload, paste or pick an example)", open=True):
+                        upload = gr.Image(label="Image (upload, paste or pick an example)", type="filepath",
+                                          image_mode=None, sources=["upload", "clipboard"], height=240,
+                                          elem_id="upload")
+                        upload.preprocess = upload_path  # the file goes to `load_image`, never decoded by gradio
+                        examples = gr.Gallery([str(p) for p in app.examples], label="Examples (from the index)",
+                                              columns=6, height=200, allow_preview=False, elem_id="examples")
+                with gr.Column(scale=1):
+                    gallery = gr.Gallery(label="Similar regions (click one to open its image)", columns=4,
+                                         height=360, elem_id="hits")
+                    with gr.Row():
+                        k = gr.Slider(1, 32, value=8, step=1, label="Hits (k)", elem_id="k")
+                        mode = gr.Radio(["same level", "every level"], value="same level", label="Retrieve at",
+                                        elem_id="mode")
+                        one_per_image = gr.Checkbox(True, label="One hit per image", elem_id="one_per_image")
+                    chain = gr.Dataframe(headers=["level", "region", "area (px)", "share", "parent"],
+                                         label="Enclosing regions", interactive=False)
+                    pick = gr.Dropdown([], label="Or pick a region of the hierarchy (the sunburst's nodes)",
+                                       elem_id="pick")
             with gr.Row():
                 tree_plot = gr.Plot(label="Hierarchy (sunburst)")
                 map_plot = gr.Plot(label="Embedding map (PCA)")
@@ -268,6 +286,9 @@ def build_demo(app: Explorer) -> gr.Blocks:
             return _on_click(app, s, evt.index[0], evt.index[1], *rest)
 
         view.select(on_select, [session, *click_inputs], click_outputs, api_name=False)
+        for setting in (k, mode, one_per_image):  # a new setting re-runs the current search
+            setting.change(lambda s, *a: _on_settings(app, s, *a), [session, k, mode, one_per_image],
+                           [session, chain, gallery, map_plot], trigger_mode="always_last", api_name=False)
 
         pick.select(lambda s, *a: _on_pick(app, s, *a), [session, pick, *click_inputs], [*click_outputs, level],
                     api_name=False)

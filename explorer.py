@@ -173,6 +173,20 @@ def select_region(index: SegmentIndex | None, session: Session, level: int, regi
     return session, chain_rows(session, *pixel), items
 
 
+def rerun(index: SegmentIndex | None, session: Session, k: int, every_level: bool,
+          one_per_image: bool) -> tuple[Session, list[list], list] | None:
+    """The current search again with new settings (k, same/every level, one hit per image): the
+    selected region is queried anew, its clicked pixel kept for the chain table.
+
+    Returns what `select_region` returns, or None when nothing is selected (nothing to re-run).
+    """
+    if session.prediction is None or session.selected is None:
+        return None
+    level, region = session.selected
+    return select_region(index, session, level, region, pixel=session.pixel, k=int(k), every_level=every_level,
+                         one_per_image=one_per_image)
+
+
 def region_choices(session: Session) -> list[tuple[str, str]]:
     """Every region of the hierarchy as (label 'L<level>:<id> (<share>%)', value '<level>:<id>'),
     coarsest first (the sunburst's nodes)."""

@@ -69,3 +69,44 @@ def test_load_click_gallery_slider_screenshot(server, tmp_path):  # noqa: F811
     assert shot.stat().st_size > 10_000
     if os.environ.get("HSG_SCREENSHOT_OUT"):
         shutil.copy(shot, os.environ["HSG_SCREENSHOT_OUT"])
+
+
+def gallery_count(page) -> int:
+    return page.locator("#hits img").count()
+
+
+def wait_for_count(page, want: int, timeout: float = 30) -> int:
+    """The number of gallery images once it is `want` (or when `timeout` seconds have passed)."""
+    deadline = time.time() + timeout
+    while gallery_count(page) != want and time.time() < deadline:
+        time.sleep(0.2)
+    return gallery_count(page)
+
+
+def test_results_are_in_view_at_1400x900_and_a_new_k_reruns_the_search(server):  # noqa: F811
+    """Issue 12 item 2: image | results side by side, no scroll to see the hits; k re-runs the search."""
+    playwright = require_browser()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(server)
+        page.wait_for_selector("#examples img", timeout=30000)
+        page.locator("#examples img").nth(0).click()
+        page.wait_for_function("() => { const i = document.querySelector('#overlay img');"
+                               " return i && i.naturalWidth > 0; }", timeout=30000)
+        page.evaluate("window.scrollTo(0, 0)")  # where the page opens: the click must need no scroll after it
+        box = page.locator("#overlay img").evaluate(CONTENT_BOX)
+        assert box["y"] + box["h"] * 0.6 < 900, "the image to click is below the fold"
+        page.mouse.click(box["x"] + box["w"] * 0.3, box["y"] + box["h"] * 0.6)
+        page.wait_for_function("() => { const g = document.querySelectorAll('#hits img');"
+                               " return g.length > 0 && g[0].complete && g[0].naturalWidth > 0; }", timeout=30000)
+        assert page.evaluate("window.scrollY") == 0
+        first = page.locator("#hits img").nth(0).bounding_box()
+        assert first and 0 <= first["y"] and first["y"] + first["height"] <= 900, first
+        before = gallery_count(page)
+        assert before > 2  # 4 other images, one hit each at k = 8
+        k_box = page.locator("#k input[type=number]")
+        k_box.fill("2")
+        k_box.press("Enter")
+        assert wait_for_count(page, 2) == 2, "changing k did not re-run the search"
+        browser.close()

@@ -40,6 +40,25 @@ def test_the_chain_table_describes_the_clicked_pixel_at_every_level(explorer):
     assert session.selected == (2, 3) and session.pixel == (150, 35)
 
 
+def test_changing_the_settings_reruns_the_search_for_the_selected_region(explorer):
+    """Issue 12 item 2: a new k (or mode) re-queries the selection, the clicked pixel kept."""
+    session, rows, items = ex.select_at(explorer.index, ex.open_image(explorer, explorer.examples[0]), 20, 30, 0,
+                                        k=2, one_per_image=False)
+    assert len(items) == 2
+    session, again, items = ex.rerun(explorer.index, session, 6, False, False)
+    assert len(items) == len(session.hits) == 6 and again == rows and session.pixel == (20, 30)
+    level, region = session.selected
+    want = ex.query_hits(explorer.index, session, level, region, k=3, every_level=True, one_per_image=True)
+    _, _, items = ex.rerun(explorer.index, session, 3, True, True)
+    assert [h.id for h in session.hits] == [h.id for lv in sorted(want) for h in want[lv]] and len(items) > 3
+
+
+def test_rerun_with_nothing_selected_does_nothing(explorer):
+    session = ex.open_image(explorer, explorer.examples[0])
+    assert ex.rerun(explorer.index, session, 5, False, False) is None and session.hits == []
+    assert ex.rerun(explorer.index, ex.Session(), 5, True, True) is None
+
+
 def test_a_region_picked_by_id_describes_a_pixel_of_that_region(explorer):
     session, rows, _ = ex.select_region(explorer.index, wide_session(explorer), 1, 5, k=3, pixel=(0, 0))
     assert rows[1][1] == 5  # (0, 0) is not in region 5: the region's own first pixel is described
