@@ -263,8 +263,8 @@ def _escape_char(char: str) -> str:
 
 def escape_controls(text: str) -> str:
     """`text` with every control character shown as an escape (newline as \\n, ESC as \\x1b,
-    line separators and bidi overrides as \\uXXXX) and undecodable bytes as U+FFFD: one line,
-    printable under any locale, and unable to move the cursor or forge another line."""
+    line separators and bidi overrides by their code point, e.g. \\u202e) and undecodable bytes
+    as U+FFFD: one line, printable under any locale, unable to move the cursor or forge a line."""
     return "".join(_escape_char(c) for c in text)
 
 

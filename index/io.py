@@ -55,19 +55,6 @@ _REQUIRED = (
 )
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> int:
-    """Writes `path` through a uniquely named temporary file in the same folder, fsync, then rename.
-
-    Args:
-        path: final file path.
-        write: called with the temporary path; must create (or overwrite) that file.
-
-    Returns:
-        Size of the written file in bytes.
-    """
-    return atomic_write_path(path, write)
-
-
 @contextlib.contextmanager
 def job_lock(out_dir: Path, *, shared: bool = False) -> Iterator[None]:
     """Holds the index folder for one build, update or merge (see `hsg_files.folder_lock`).
@@ -89,12 +76,12 @@ def job_lock(out_dir: Path, *, shared: bool = False) -> Iterator[None]:
 def write_json(path: Path, payload: dict) -> int:
     """Atomic JSON write."""
     text = json.dumps(payload, indent=1, sort_keys=True)
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return atomic_write_path(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_table(path: Path, table: pa.Table, compression: str = "zstd") -> int:
     """Atomic Parquet write (with a CRC per data page, checked on read)."""
-    return atomic_write(path, lambda tmp: _write_parquet(table, tmp, compression))
+    return atomic_write_path(path, lambda tmp: _write_parquet(table, tmp, compression))
 
 
 def _write_parquet(
@@ -136,7 +123,7 @@ def write_data_file(path: Path, kind: str, content: Any) -> dict:
         writers[kind](tmp)
         digest.append(file_sha256(tmp))
 
-    size = atomic_write(path, write_then_hash)
+    size = atomic_write_path(path, write_then_hash)
     return {"name": Path(path).name, "bytes": size, "sha256": digest[0]}
 
 

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from hsg_files import atomic_write_text
+
 from .copies import (
     CROP_SIDE_RANGE,
     FLIP_PROBABILITY,
@@ -27,7 +29,7 @@ from .copies import (
     prepare_copies,
 )
 from .extraction import Extractor
-from .io import MANIFEST_NAME, atomic_write, read_manifest, write_json
+from .io import MANIFEST_NAME, read_manifest, write_json
 from .managed import build_or_update
 from .retrieval_eval import (
     GOOD_IOU,
@@ -146,7 +148,7 @@ def write_report(report: dict, out: Path) -> tuple[Path, Path]:
     json_path, md_path = out / "retrieval.json", out / "retrieval.md"
     write_json(json_path, report)
     text = to_markdown(report)
-    atomic_write(md_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(md_path, text)
     return json_path, md_path
 
 

@@ -22,9 +22,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import CheckpointMismatchError, IndexFormatError
+from hsg_files import atomic_write_path
+
 from .checks import bytes_sha256, check_sha256
-from .io import atomic_write, check_checkpoint, read_json, write_json
+from .errors import CheckpointMismatchError, IndexFormatError
+from .io import check_checkpoint, read_json, write_json
 
 PENDING_DIR = "pending"
 PLAN_NAME = "plan.json"
@@ -174,11 +176,11 @@ def write_shard(
         table.replace_schema_metadata(metadata), sink, compression="none", write_page_checksum=True
     )
     data = sink.getvalue()
-    atomic_write(
+    atomic_write_path(
         checksum_path(out_dir, shard),
         lambda tmp: tmp.write_text(bytes_sha256(memoryview(data)) + "\n", encoding="ascii"),
     )
-    atomic_write(shard_path(out_dir, shard), lambda tmp: tmp.write_bytes(memoryview(data)))
+    atomic_write_path(shard_path(out_dir, shard), lambda tmp: tmp.write_bytes(memoryview(data)))
 
 
 def read_shard(out_dir: Path, shard: int, checkpoint_hash: str) -> tuple[pa.Table, list[dict]]:

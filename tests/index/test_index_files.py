@@ -129,7 +129,7 @@ def test_threads_writing_one_file_atomically_never_collide(tmp_path):
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from index.io import atomic_write
+    from hsg_files import atomic_write_path as atomic_write
 
     target = tmp_path / "manifest.json"
 
