@@ -5,6 +5,7 @@ built with it). The logic lives in `explorer.py` (no gradio); the handlers here 
 between components and those functions. Per-user state lives in `gr.State` (an `explorer.Session`);
 model calls are queued one at a time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,9 +64,13 @@ MAX_UPLOAD = "25mb"  # gradio refuses larger uploads
 SESSION_TTL_S = 3600  # a session's state is dropped this long after its last change
 CACHE_TTL_S = 3600  # uploaded files in gradio's cache are deleted after this long
 CACHE_SWEEP_S = 600  # gradio looks for cache files older than CACHE_TTL_S this often (delete_cache)
-UPLOAD_ENV = "HSG_UPLOAD_MB_PER_HOUR"  # bytes all clients together may upload per hour (see UploadBudget)
+UPLOAD_ENV = (
+    "HSG_UPLOAD_MB_PER_HOUR"  # bytes all clients together may upload per hour (see UploadBudget)
+)
 UPLOAD_MB_PER_HOUR = 1024  # its default: with the TTL, gradio's upload folder holds ~1.4 GB at most
-MAX_QUEUE = 32  # requests waiting for a worker; more are refused at once ("queue full"), not held in memory
+MAX_QUEUE = (
+    32  # requests waiting for a worker; more are refused at once ("queue full"), not held in memory
+)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -76,7 +81,11 @@ def private_dirs() -> list[str]:
 
     from hsg_core.weights import cache_dir
 
-    folders = [get_upload_folder(), str(cache_dir()), str(Path(tempfile.gettempdir()) / "hsg-exports")]
+    folders = [
+        get_upload_folder(),
+        str(cache_dir()),
+        str(Path(tempfile.gettempdir()) / "hsg-exports"),
+    ]
     return sorted({os.path.realpath(f) for f in folders} | set(folders), key=len, reverse=True)
 
 
@@ -101,8 +110,14 @@ def user_errors(handler):
     return wrapped
 
 
-def run_index_job(app: Explorer, folder_text: str, mode: str, job: IndexJob, session: Session | None = None,
-                  progress=gr.Progress()) -> tuple[str, IndexJob, Session]:
+def run_index_job(
+    app: Explorer,
+    folder_text: str,
+    mode: str,
+    job: IndexJob,
+    session: Session | None = None,
+    progress=gr.Progress(),
+) -> tuple[str, IndexJob, Session]:
     """Build or update an index over a folder (`explorer.index_folder`) with a live progress bar; the
     finished index becomes the one `session` searches. Returns (info as JSON, job, session)."""
     report = lambda done, total: progress((done, total), desc="indexing", unit="images")  # noqa: E731
@@ -149,33 +164,63 @@ def atomic_gradio_cache_writes() -> None:
     utils.save_pil_to_cache = save_pil_to_cache
 
 
-
 # ----------------------------------------------------------------------------- handlers
 def opened(session: Session, level, opacity, boundaries_only) -> tuple:
     """The outputs of a newly opened image: session, overlay, level slider, chain, gallery, figures."""
     top = session.prediction.num_levels - 1
     level = min(int(level), top)
-    return (session, render(session, level, opacity, boundaries_only), gr.update(maximum=top, value=level),
-            [], [], hierarchy_figure(session), go.Figure())
+    return (
+        session,
+        render(session, level, opacity, boundaries_only),
+        gr.update(maximum=top, value=level),
+        [],
+        [],
+        hierarchy_figure(session),
+        go.Figure(),
+    )
 
 
 @user_errors
 def _on_image(app: Explorer, image, level, opacity, boundaries_only, index_path: str = ""):
     """A new upload: `image` is the uploaded file's path (what `upload_path` gives) or an RGB array."""
     if image is None:
-        return Session(index_path=index_path), None, gr.update(maximum=1, value=0), [], [], go.Figure(), go.Figure()
+        return (
+            Session(index_path=index_path),
+            None,
+            gr.update(maximum=1, value=0),
+            [],
+            [],
+            go.Figure(),
+            go.Figure(),
+        )
     return opened(open_upload(app, image, index_path), level, opacity, boundaries_only)
 
 
 @user_errors
-def _on_click(app: Explorer, session: Session, x, y, level, opacity, boundaries_only, k, mode, one_per_image):
+def _on_click(
+    app: Explorer, session: Session, x, y, level, opacity, boundaries_only, k, mode, one_per_image
+):
     """A click at (x, y) on the overlay (or the `click_xy` API)."""
     if x is None or y is None:
         raise ValueError("click: x and y must be pixel coordinates")
     index = app.index_of(session)
-    session, rows, items = select_at(index, session, int(x), int(y), int(level), k=int(k),
-                                     every_level=mode == "every level", one_per_image=bool(one_per_image))
-    return session, render(session, level, opacity, boundaries_only), rows, items, embedding_figure(index, session)
+    session, rows, items = select_at(
+        index,
+        session,
+        int(x),
+        int(y),
+        int(level),
+        k=int(k),
+        every_level=mode == "every level",
+        one_per_image=bool(one_per_image),
+    )
+    return (
+        session,
+        render(session, level, opacity, boundaries_only),
+        rows,
+        items,
+        embedding_figure(index, session),
+    )
 
 
 @user_errors
@@ -191,20 +236,43 @@ def _on_settings(app: Explorer, session: Session, k, mode, one_per_image):
 
 
 @user_errors
-def _on_pick(app: Explorer, session: Session, choice, level, opacity, boundaries_only, k, mode, one_per_image):
+def _on_pick(
+    app: Explorer, session: Session, choice, level, opacity, boundaries_only, k, mode, one_per_image
+):
     """A region picked from the list (`region_choices` value): select it at its level."""
     if not choice:
         return session, render(session, level, opacity, boundaries_only), [], [], go.Figure(), level
     lv, region = parse_choice(choice)
     index = app.index_of(session)
-    session, rows, items = select_region(index, session, lv, region, k=int(k), every_level=mode == "every level",
-                                         one_per_image=bool(one_per_image))
-    return session, render(session, lv, opacity, boundaries_only), rows, items, embedding_figure(index, session), lv
+    session, rows, items = select_region(
+        index,
+        session,
+        lv,
+        region,
+        k=int(k),
+        every_level=mode == "every level",
+        one_per_image=bool(one_per_image),
+    )
+    return (
+        session,
+        render(session, lv, opacity, boundaries_only),
+        rows,
+        items,
+        embedding_figure(index, session),
+        lv,
+    )
 
 
 @user_errors
-def open_path(app: Explorer, path: Path, level, opacity, boundaries_only, roots: list[Path] | None = None,
-              index_path: str = ""):
+def open_path(
+    app: Explorer,
+    path: Path,
+    level,
+    opacity,
+    boundaries_only,
+    roots: list[Path] | None = None,
+    index_path: str = "",
+):
     """Open an image file (`explorer.open_image`: inside `roots` when given) in the explorer."""
     return opened(open_image(app, path, roots, index_path), level, opacity, boundaries_only)
 
@@ -213,8 +281,15 @@ def _on_hit(app: Explorer, session: Session, evt: gr.SelectData, level, opacity,
     """Open a clicked hit's source image in the explorer, at the hit's level."""
     hit = session.hits[evt.index]
     root = app.index_of(session).data_root
-    return open_path(app, root / hit.image, hit.level, opacity, boundaries_only, roots=[root],
-                     index_path=session.index_path)
+    return open_path(
+        app,
+        root / hit.image,
+        hit.level,
+        opacity,
+        boundaries_only,
+        roots=[root],
+        index_path=session.index_path,
+    )
 
 
 def build_demo(app: Explorer) -> gr.Blocks:
@@ -223,62 +298,122 @@ def build_demo(app: Explorer) -> gr.Blocks:
     with gr.Blocks(title="HSG Explorer", delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S)) as demo:
         session = gr.State(Session(), time_to_live=SESSION_TTL_S)
         job = gr.State(IndexJob())
-        gr.Markdown("# HSG Explorer\nUnsupervised hierarchical segmentation (HSG, CVPR 2022): slide from fine "
-                    "segments to whole regions, click a region to find similar ones in the index.")
+        gr.Markdown(
+            "# HSG Explorer\nUnsupervised hierarchical segmentation (HSG, CVPR 2022): slide from fine "
+            "segments to whole regions, click a region to find similar ones in the index."
+        )
         with gr.Tab("Explore"):
             # image | results side by side: at 1400x900 the gallery is in view next to the image clicked
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1):
-                    view = gr.Image(label="Hierarchy (click a region)", interactive=False, elem_id="overlay",
-                                    height=440)
-                    level = gr.Slider(0, 1, value=0, step=1, label="Level (0 = finest segments)", elem_id="level")
+                    view = gr.Image(
+                        label="Hierarchy (click a region)",
+                        interactive=False,
+                        elem_id="overlay",
+                        height=440,
+                    )
+                    level = gr.Slider(
+                        0, 1, value=0, step=1, label="Level (0 = finest segments)", elem_id="level"
+                    )
                     with gr.Row():
                         opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Opacity")
                         boundaries_only = gr.Checkbox(False, label="Boundaries only")
-                    with gr.Accordion("Open an image (upload, paste or pick an example)", open=True):
-                        upload = gr.Image(label="Image (upload, paste or pick an example)", type="filepath",
-                                          image_mode=None, sources=["upload", "clipboard"], height=240,
-                                          elem_id="upload")
-                        upload.preprocess = upload_path  # the file goes to `load_image`, never decoded by gradio
-                        examples = gr.Gallery([str(p) for p in app.examples], label="Examples (from the index)",
-                                              columns=6, height=200, allow_preview=False, elem_id="examples")
+                    with gr.Accordion(
+                        "Open an image (upload, paste or pick an example)", open=True
+                    ):
+                        upload = gr.Image(
+                            label="Image (upload, paste or pick an example)",
+                            type="filepath",
+                            image_mode=None,
+                            sources=["upload", "clipboard"],
+                            height=240,
+                            elem_id="upload",
+                        )
+                        upload.preprocess = (
+                            upload_path  # the file goes to `load_image`, never decoded by gradio
+                        )
+                        examples = gr.Gallery(
+                            [str(p) for p in app.examples],
+                            label="Examples (from the index)",
+                            columns=6,
+                            height=200,
+                            allow_preview=False,
+                            elem_id="examples",
+                        )
                 with gr.Column(scale=1):
-                    gallery = gr.Gallery(label="Similar regions (click one to open its image)", columns=4,
-                                         height=360, elem_id="hits")
+                    gallery = gr.Gallery(
+                        label="Similar regions (click one to open its image)",
+                        columns=4,
+                        height=360,
+                        elem_id="hits",
+                    )
                     with gr.Row():
                         k = gr.Slider(1, 32, value=8, step=1, label="Hits (k)", elem_id="k")
-                        mode = gr.Radio(["same level", "every level"], value="same level", label="Retrieve at",
-                                        elem_id="mode")
-                        one_per_image = gr.Checkbox(True, label="One hit per image", elem_id="one_per_image")
-                    chain = gr.Dataframe(headers=["level", "region", "area (px)", "share", "parent"],
-                                         label="Enclosing regions", interactive=False)
-                    pick = gr.Dropdown([], label="Or pick a region of the hierarchy (the sunburst's nodes)",
-                                       elem_id="pick")
+                        mode = gr.Radio(
+                            ["same level", "every level"],
+                            value="same level",
+                            label="Retrieve at",
+                            elem_id="mode",
+                        )
+                        one_per_image = gr.Checkbox(
+                            True, label="One hit per image", elem_id="one_per_image"
+                        )
+                    chain = gr.Dataframe(
+                        headers=["level", "region", "area (px)", "share", "parent"],
+                        label="Enclosing regions",
+                        interactive=False,
+                    )
+                    pick = gr.Dropdown(
+                        [],
+                        label="Or pick a region of the hierarchy (the sunburst's nodes)",
+                        elem_id="pick",
+                    )
             with gr.Row():
                 tree_plot = gr.Plot(label="Hierarchy (sunburst)")
                 map_plot = gr.Plot(label="Embedding map (PCA)")
             with gr.Row():
                 export_btn = gr.Button("Export label maps + hierarchy")
-                mask_btn, cutout_btn = gr.Button("Region mask (PNG)"), gr.Button("Region cut-out (PNG)")
+                mask_btn, cutout_btn = (
+                    gr.Button("Region mask (PNG)"),
+                    gr.Button("Region cut-out (PNG)"),
+                )
                 hits_btn = gr.Button("Hits (CSV)")
                 export_file = gr.File(label="Download")
             with gr.Row(visible=False):
                 click_x, click_y = gr.Number(0, precision=0), gr.Number(0, precision=0)
                 click_btn = gr.Button("click")
         with gr.Tab("Index"):
-            folder = gr.Textbox(label=f"Folder (inside: {', '.join(str(r) for r in app.data_roots)})")
+            folder = gr.Textbox(
+                label=f"Folder (inside: {', '.join(str(r) for r in app.data_roots)})"
+            )
             with gr.Row():
-                build_btn, update_btn, cancel_btn = gr.Button("Build"), gr.Button("Update"), gr.Button("Cancel")
-            info = gr.Code(value=json.dumps(app.index.info() if app.index else {}, indent=1, default=str),
-                           language="json", label="Index info")
+                build_btn, update_btn, cancel_btn = (
+                    gr.Button("Build"),
+                    gr.Button("Update"),
+                    gr.Button("Cancel"),
+                )
+            info = gr.Code(
+                value=json.dumps(app.index.info() if app.index else {}, indent=1, default=str),
+                language="json",
+                label="Index info",
+            )
         shown = [opacity, boundaries_only]
         image_outputs = [session, view, level, chain, gallery, tree_plot, map_plot]
-        upload.change(lambda s, *a: _on_image(app, *a, index_path=s.index_path), [session, upload, level, *shown],
-                      image_outputs, concurrency_limit=1, api_name="load_image")
+        upload.change(
+            lambda s, *a: _on_image(app, *a, index_path=s.index_path),
+            [session, upload, level, *shown],
+            image_outputs,
+            concurrency_limit=1,
+            api_name="load_image",
+        )
         for control in (level, opacity):
-            control.release(lambda s, *a: render(s, *a), [session, level, *shown], view, api_name=False)
+            control.release(
+                lambda s, *a: render(s, *a), [session, level, *shown], view, api_name=False
+            )
         level.change(lambda s, *a: render(s, *a), [session, level, *shown], view, api_name="render")
-        boundaries_only.change(lambda s, *a: render(s, *a), [session, level, *shown], view, api_name=False)
+        boundaries_only.change(
+            lambda s, *a: render(s, *a), [session, level, *shown], view, api_name=False
+        )
         click_inputs = [level, *shown, k, mode, one_per_image]
         click_outputs = [session, view, chain, gallery, map_plot]
 
@@ -287,38 +422,83 @@ def build_demo(app: Explorer) -> gr.Blocks:
 
         view.select(on_select, [session, *click_inputs], click_outputs, api_name=False)
         for setting in (k, mode, one_per_image):  # a new setting re-runs the current search
-            setting.change(lambda s, *a: _on_settings(app, s, *a), [session, k, mode, one_per_image],
-                           [session, chain, gallery, map_plot], trigger_mode="always_last", api_name=False)
+            setting.change(
+                lambda s, *a: _on_settings(app, s, *a),
+                [session, k, mode, one_per_image],
+                [session, chain, gallery, map_plot],
+                trigger_mode="always_last",
+                api_name=False,
+            )
 
-        pick.select(lambda s, *a: _on_pick(app, s, *a), [session, pick, *click_inputs], [*click_outputs, level],
-                    api_name=False)
-        view.change(lambda s: gr.update(choices=region_choices(s), value=None) if s.selected is None else gr.update(),
-                    [session], pick, api_name=False)
-        click_btn.click(lambda s, x, y, *rest: _on_click(app, s, x, y, *rest),
-                        [session, click_x, click_y, *click_inputs], click_outputs, api_name="click_xy")
+        pick.select(
+            lambda s, *a: _on_pick(app, s, *a),
+            [session, pick, *click_inputs],
+            [*click_outputs, level],
+            api_name=False,
+        )
+        view.change(
+            lambda s: (
+                gr.update(choices=region_choices(s), value=None)
+                if s.selected is None
+                else gr.update()
+            ),
+            [session],
+            pick,
+            api_name=False,
+        )
+        click_btn.click(
+            lambda s, x, y, *rest: _on_click(app, s, x, y, *rest),
+            [session, click_x, click_y, *click_inputs],
+            click_outputs,
+            api_name="click_xy",
+        )
 
         def on_example(s, evt: gr.SelectData, *rest):
-            return open_path(app, app.examples[evt.index], *rest, roots=app.data_roots, index_path=s.index_path)
+            return open_path(
+                app, app.examples[evt.index], *rest, roots=app.data_roots, index_path=s.index_path
+            )
 
-        examples.select(on_example, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False)
+        examples.select(
+            on_example, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False
+        )
 
         def on_hit(s, evt: gr.SelectData, *rest):
             return _on_hit(app, s, evt, *rest)
 
-        gallery.select(on_hit, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False)
-        for button, export, name in ((export_btn, export_zip, "export"), (mask_btn, export_mask, "export_mask"),
-                                     (cutout_btn, export_cutout, "export_cutout"),
-                                     (hits_btn, export_hits_csv, "export_hits")):
+        gallery.select(
+            on_hit, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False
+        )
+        for button, export, name in (
+            (export_btn, export_zip, "export"),
+            (mask_btn, export_mask, "export_mask"),
+            (cutout_btn, export_cutout, "export_cutout"),
+            (hits_btn, export_hits_csv, "export_hits"),
+        ):
             button.click(user_errors(export), [session], export_file, api_name=name)
         # one index job at a time, Build and Update alike: a second one waits in the queue
-        index_job = [folder, job, session]  # the finished index becomes the one this session searches
-        build_btn.click(user_errors(lambda f, j, s: run_index_job(app, f, "build", j, s)), index_job,
-                        [info, job, session], concurrency_limit=1, concurrency_id="index_job", api_name="build_index")
-        update_btn.click(user_errors(lambda f, j, s: run_index_job(app, f, "update", j, s)), index_job,
-                         [info, job, session], concurrency_limit=1, concurrency_id="index_job", api_name="update_index")
+        index_job = [
+            folder,
+            job,
+            session,
+        ]  # the finished index becomes the one this session searches
+        build_btn.click(
+            user_errors(lambda f, j, s: run_index_job(app, f, "build", j, s)),
+            index_job,
+            [info, job, session],
+            concurrency_limit=1,
+            concurrency_id="index_job",
+            api_name="build_index",
+        )
+        update_btn.click(
+            user_errors(lambda f, j, s: run_index_job(app, f, "update", j, s)),
+            index_job,
+            [info, job, session],
+            concurrency_limit=1,
+            concurrency_id="index_job",
+            api_name="update_index",
+        )
         cancel_btn.click(lambda j: (j.stop.set(), j)[1], [job], [job], queue=False, api_name=False)
     return demo
-
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -337,9 +517,15 @@ def exposure_warnings(host: str, share: bool, logins: list | None) -> list[str]:
     if is_loopback(host) and not share:
         return []
     where = "a public share link" if share else f"{host}, beyond this machine"
-    login = "" if logins else f"; no login is required (give --auth-file FILE or set {AUTH_ENV}=user:password)"
-    return [f"hsg: warning: serving on {where}: anyone who reaches it can use the explorer and download "
-            f"the data roots{login}"]
+    login = (
+        ""
+        if logins
+        else f"; no login is required (give --auth-file FILE or set {AUTH_ENV}=user:password)"
+    )
+    return [
+        f"hsg: warning: serving on {where}: anyone who reaches it can use the explorer and download "
+        f"the data roots{login}"
+    ]
 
 
 def load_app(args: argparse.Namespace) -> Explorer:
@@ -354,6 +540,7 @@ def load_app(args: argparse.Namespace) -> Explorer:
     except (WeightsMissingError, IndexFormatError, ValueError, OSError) as err:
         raise SystemExit(f"hsg: error: {one_line(err)}") from None
 
+
 class UploadBudget:
     """ASGI middleware: a token bucket on the bytes POSTed to gradio's upload routes, for all clients together.
 
@@ -364,10 +551,18 @@ class UploadBudget:
     CACHE_TTL_S (looked for every CACHE_SWEEP_S), the folder holds at most
     burst + bytes_per_hour x (CACHE_TTL_S + CACHE_SWEEP_S) / 3600 of uploads."""
 
-    ROUTES = ("/upload", "/process_recording")  # gradio's routes that write a request's body to disk
+    ROUTES = (
+        "/upload",
+        "/process_recording",
+    )  # gradio's routes that write a request's body to disk
 
-    def __init__(self, app: Callable, bytes_per_hour: int, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        app: Callable,
+        bytes_per_hour: int,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.app, self.rate, self.burst, self.clock = app, bytes_per_hour / 3600.0, burst, clock
         self.tokens, self.stamp = float(burst), clock()
         self._lock = threading.Lock()
@@ -385,7 +580,11 @@ class UploadBudget:
 
     def guards(self, scope: dict) -> bool:
         """Whether the request is a POST to one of ROUTES."""
-        return scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/").endswith(self.ROUTES)
+        return (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/").endswith(self.ROUTES)
+        )
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if not self.guards(scope):
@@ -394,10 +593,15 @@ class UploadBudget:
 
         length = dict(scope["headers"]).get(b"content-length", b"")
         if not length.isdigit():
-            return await PlainTextResponse("an upload needs a Content-Length", status_code=411)(scope, receive, send)
+            return await PlainTextResponse("an upload needs a Content-Length", status_code=411)(
+                scope, receive, send
+            )
         if not self.admit(int(length)):
-            return await PlainTextResponse("the server takes no more uploads for now: try again in a few minutes",
-                                           status_code=429, headers={"Retry-After": "60"})(scope, receive, send)
+            return await PlainTextResponse(
+                "the server takes no more uploads for now: try again in a few minutes",
+                status_code=429,
+                headers={"Retry-After": "60"},
+            )(scope, receive, send)
         return await self.app(scope, receive, send)
 
 
@@ -414,22 +618,34 @@ def upload_budget() -> Middleware:
     return Middleware(UploadBudget, bytes_per_hour=per_hour, burst=per_hour // 4)
 
 
-def launch_options(args: argparse.Namespace, app: Explorer, auth: list[tuple[str, str]] | None = None) -> dict:
+def launch_options(
+    args: argparse.Namespace, app: Explorer, auth: list[tuple[str, str]] | None = None
+) -> dict:
     """Safe defaults (SECURITY.md): loopback unless --host, no share link unless --share, bounded
     uploads and session memory, files served only from the data roots, a login when `auth` is given."""
-    return {"server_name": args.host, "server_port": args.port, "share": args.share, "max_file_size": MAX_UPLOAD,
-            "allowed_paths": [str(p) for p in app.data_roots], "state_session_capacity": args.max_sessions,
-            "show_error": False, "auth": auth, "app_kwargs": {"middleware": [upload_budget()]}}
+    return {
+        "server_name": args.host,
+        "server_port": args.port,
+        "share": args.share,
+        "max_file_size": MAX_UPLOAD,
+        "allowed_paths": [str(p) for p in app.data_roots],
+        "state_session_capacity": args.max_sessions,
+        "show_error": False,
+        "auth": auth,
+        "app_kwargs": {"middleware": [upload_budget()]},
+    }
 
 
-def launch(app: Explorer, args: argparse.Namespace, auth: list[tuple[str, str]] | None = None,
-           **extra) -> gr.Blocks:
+def launch(
+    app: Explorer, args: argparse.Namespace, auth: list[tuple[str, str]] | None = None, **extra
+) -> gr.Blocks:
     """Build the UI and serve it with `launch_options` (extra: other gradio launch arguments); at
     most `MAX_QUEUE` requests wait, later ones are refused at once."""
     demo = build_demo(app)
-    demo.queue(default_concurrency_limit=4, max_size=MAX_QUEUE).launch(**launch_options(args, app, auth), **extra)
+    demo.queue(default_concurrency_limit=4, max_size=MAX_QUEUE).launch(
+        **launch_options(args, app, auth), **extra
+    )
     return demo
-
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -443,12 +659,18 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     try:
         app = load_app(args)
-    except SystemExit as err:  # load_app's one-line refusal of a bad checkpoint, index or data folder
+    except (
+        SystemExit
+    ) as err:  # load_app's one-line refusal of a bad checkpoint, index or data folder
         print(err, file=sys.stderr)
         return 2
     for line in exposure_warnings(args.host, args.share, logins):
         print(line, file=sys.stderr)
-    print(f"{NOTE}serving on http://{args.host}:{args.port} (Ctrl+C stops)", file=sys.stderr, flush=True)
+    print(
+        f"{NOTE}serving on http://{args.host}:{args.port} (Ctrl+C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
     launch(app, args, auth=logins)
     return 0
 

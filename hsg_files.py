@@ -26,6 +26,7 @@ Writing them:
   ends, even by SIGKILL. No lock file is left behind. On systems without `fcntl` (Windows) and on
   file systems that refuse `flock` on a folder, no lock is taken and a warning is logged once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,9 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 LOG = logging.getLogger(__name__)
 TEMP_SUFFIX = ".part"
@@ -165,7 +167,10 @@ def folder_lock(
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                _warn_once(str(folder), f"{folder}: cannot be locked ({err.strerror}); jobs are not serialised")
+                _warn_once(
+                    str(folder),
+                    f"{folder}: cannot be locked ({err.strerror}); jobs are not serialised",
+                )
             else:
                 raise error(busy) from None
         yield
@@ -178,11 +183,13 @@ def _warn_once(key: str, message: str) -> None:
         _WARNED.add(key)
         LOG.warning(message)
 
+
 IMAGE_SUFFIXES = (".avif", ".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _BIDI_CONTROLS = frozenset(  # marks and overrides that reorder what a terminal shows
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 
 
 def is_image_name(name: str | os.PathLike) -> bool:
@@ -199,8 +206,12 @@ def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     return _within(os.path.realpath(path), os.path.realpath(root))
 
 
-def list_image_files(root: str | os.PathLike, *, on_error: Callable[[OSError], None] | None = None,
-                     on_outside: Callable[[str], None] | None = None) -> list[str]:
+def list_image_files(
+    root: str | os.PathLike,
+    *,
+    on_error: Callable[[OSError], None] | None = None,
+    on_outside: Callable[[str], None] | None = None,
+) -> list[str]:
     """Image files under `root`, recursively, as sorted "/"-separated paths relative to it.
 
     Rules in the module docstring. `on_error` gets the OSError of a folder that cannot be listed;
@@ -229,8 +240,13 @@ def list_image_files(root: str | os.PathLike, *, on_error: Callable[[OSError], N
     return sorted(found)
 
 
-def _images_of(folder: str, rel: Path, names: list[str], real_root: str,
-               on_outside: Callable[[str], None] | None) -> list[str]:
+def _images_of(
+    folder: str,
+    rel: Path,
+    names: list[str],
+    real_root: str,
+    on_outside: Callable[[str], None] | None,
+) -> list[str]:
     """The listable image files among `names` of one folder (relative paths)."""
     out = []
     for name in names:

@@ -2,6 +2,7 @@
 
 Standard library only, so `--help` answers before torch and gradio load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,26 +12,51 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "checkpoint" / "hsg_demo.pt"
 DEFAULT_IMAGES = ASSETS / "demo_images"
 SHIPPED_INDEX = ASSETS / "demo_index"  # the index of DEFAULT_IMAGES built with DEFAULT_CHECKPOINT
-MAX_SESSIONS = 64  # sessions whose state (image + hierarchy, up to ~20 MB) is kept; least recent dropped
+MAX_SESSIONS = (
+    64  # sessions whose state (image + hierarchy, up to ~20 MB) is kept; least recent dropped
+)
 AUTH_ENV = "HSG_AUTH"  # "user:password": require this login (or give --auth-file)
 NOTE = "hsg - "  # prefix of the lines that tell what the explorer is doing (errors are "hsg: error: ...")
 
 
 def add_serve_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add every option of the explorer to `p` (returned)."""
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint (default: the demo's)")
-    p.add_argument("--data", default=None, help="image folder to explore: indexed on first use, with a progress "
-                   "bar (default: the demo images, or with --index the folder that index covers)")
-    p.add_argument("--index", default=None, help="index folder (default: the shipped demo index, or one built "
-                   "into the cache)")
-    p.add_argument("--data-root", action="append", default=[], help="extra folder the Index tab may read")
+    p.add_argument(
+        "--checkpoint",
+        default=str(DEFAULT_CHECKPOINT),
+        help="model checkpoint (default: the demo's)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="image folder to explore: indexed on first use, with a progress "
+        "bar (default: the demo images, or with --index the folder that index covers)",
+    )
+    p.add_argument(
+        "--index",
+        default=None,
+        help="index folder (default: the shipped demo index, or one built into the cache)",
+    )
+    p.add_argument(
+        "--data-root", action="append", default=[], help="extra folder the Index tab may read"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="public gradio link (off by default)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto = CUDA when present)")
-    p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS, help="sessions whose state is kept in memory")
-    p.add_argument("--auth-file", default=None,
-                   help=f"require a login: a file of user:password lines (or set {AUTH_ENV}=user:password)")
+    p.add_argument(
+        "--device", default="auto", help="auto | cpu | cuda | cuda:N (auto = CUDA when present)"
+    )
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=MAX_SESSIONS,
+        help="sessions whose state is kept in memory",
+    )
+    p.add_argument(
+        "--auth-file",
+        default=None,
+        help=f"require a login: a file of user:password lines (or set {AUTH_ENV}=user:password)",
+    )
     return p
 
 

@@ -19,6 +19,7 @@ index query, hit tiles), also split into query and hit_tiles; click_event = the 
 handler (click, overlay re-render, embedding map). Each reports p50/p95 over --repeats rounds
 after a warm-up round (its times in "first_round_ms": lazy metadata, cold caches).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,8 +86,13 @@ def http_round_trips(explorer: ex.Explorer, image: Path, calls: list) -> dict:
     demo = app.build_demo(explorer)
     port = free_port()
     roots = [str(p) for p in explorer.data_roots]
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                        quiet=True, allowed_paths=roots)
+    demo.queue().launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        allowed_paths=roots,
+    )
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         upload = handle_file(str(image))
@@ -94,10 +100,22 @@ def http_round_trips(explorer: ex.Explorer, image: Path, calls: list) -> dict:
         samples: dict[str, list[float]] = {"slider": [], "click_to_gallery": []}
         for level, x, y, click_level in calls:
             samples["slider"].append(
-                seconds(client.predict, level, OPACITY, False, api_name="/render"))
-            samples["click_to_gallery"].append(seconds(
-                client.predict, x, y, click_level, OPACITY, False, K, MODE, ONE_PER_IMAGE,
-                api_name="/click_xy"))
+                seconds(client.predict, level, OPACITY, False, api_name="/render")
+            )
+            samples["click_to_gallery"].append(
+                seconds(
+                    client.predict,
+                    x,
+                    y,
+                    click_level,
+                    OPACITY,
+                    False,
+                    K,
+                    MODE,
+                    ONE_PER_IMAGE,
+                    api_name="/click_xy",
+                )
+            )
     finally:
         demo.close()
     return {"load_image_s": load_s, **summary(samples)}
@@ -113,22 +131,37 @@ def server_side(explorer: ex.Explorer, image: Path, calls: list) -> dict:
     for level, x, y, click_level in calls:
         samples["slider"].append(seconds(ex.render, session, level, OPACITY, False))
         samples["click_to_gallery"].append(
-            seconds(ex.select_at, index, session, x, y, click_level, **retrieval))
+            seconds(ex.select_at, index, session, x, y, click_level, **retrieval)
+        )
         region = session.prediction.segment_at(click_level, x, y)
         start = time.perf_counter()
         hits = ex.query_hits(index, session, click_level, region, **retrieval)
         samples["query"].append(time.perf_counter() - start)
         samples["hit_tiles"].append(seconds(ex.hit_tiles, index, hits))
-        samples["click_event"].append(seconds(  # the handler /click_xy runs
-            app._on_click, explorer, session, x, y, click_level, OPACITY, False, K, MODE,
-            ONE_PER_IMAGE))
+        samples["click_event"].append(
+            seconds(  # the handler /click_xy runs
+                app._on_click,
+                explorer,
+                session,
+                x,
+                y,
+                click_level,
+                OPACITY,
+                False,
+                K,
+                MODE,
+                ONE_PER_IMAGE,
+            )
+        )
     return summary(samples)
 
 
 def summary(samples: dict[str, list[float]]) -> dict:
     """The first round apart (warm-up: caches, lazy metadata), percentiles of the others."""
-    return {"first_round_ms": {name: 1000 * times[0] for name, times in samples.items()},
-            **{name: percentiles(times[1:]) for name, times in samples.items()}}
+    return {
+        "first_round_ms": {name: 1000 * times[0] for name, times in samples.items()},
+        **{name: percentiles(times[1:]) for name, times in samples.items()},
+    }
 
 
 def measure(explorer: ex.Explorer, image: Path, repeats: int) -> dict:
@@ -180,7 +213,9 @@ def synthetic_runs(args: argparse.Namespace, image: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=str(serve_options.DEFAULT_CHECKPOINT))
-    parser.add_argument("--data", default=str(serve_options.DEFAULT_IMAGES), help="the app's image folder")
+    parser.add_argument(
+        "--data", default=str(serve_options.DEFAULT_IMAGES), help="the app's image folder"
+    )
     parser.add_argument("--image", default=None, help="query image (default: first of --data)")
     parser.add_argument("--regions", type=int, default=0, help="synthetic index of N regions")
     parser.add_argument(

@@ -11,6 +11,7 @@ further users come and go one after another: the sessions held stay at capacity,
 The app runs in this process over the fake predictor (tests.fakes.GridPredictor) and an index of
 generated images, unless --checkpoint gives a real model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
 import explorer as ex  # noqa: E402
 import serve_options  # noqa: E402
-from index.managed import open_or_build  # noqa: E402
 from benchmarks.bench_app import free_port, percentiles  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
+from index.managed import open_or_build  # noqa: E402
 
 OPS = ("upload", "render", "click")
 
@@ -43,7 +44,9 @@ def user_images(user: int) -> list[np.ndarray]:
     """Two images per user whose sizes no other user's image has (A: 40+2u x 96+4u, B: 100+2u x 60+2u)."""
     rng = np.random.default_rng(user)
     shapes = [(40 + 2 * user, 96 + 4 * user), (100 + 2 * user, 60 + 2 * user)]
-    return [rng.integers(0, 256, (1, 1, 3), dtype=np.uint8).repeat(h, 0).repeat(w, 1) for h, w in shapes]
+    return [
+        rng.integers(0, 256, (1, 1, 3), dtype=np.uint8).repeat(h, 0).repeat(w, 1) for h, w in shapes
+    ]
 
 
 def expected_rows(predictor, image: np.ndarray, x: int, y: int, level: int) -> list[list]:
@@ -80,7 +83,9 @@ class Tally:
                 self.cross_talk.append(what)
 
 
-def one_user(url: str, user: int, predictor, top_level: int, seconds: float, tally: Tally, folder: Path) -> None:
+def one_user(
+    url: str, user: int, predictor, top_level: int, seconds: float, tally: Tally, folder: Path
+) -> None:
     """One session from connection to close (which ends its heartbeat stream)."""
     from gradio_client import Client
 
@@ -88,7 +93,9 @@ def one_user(url: str, user: int, predictor, top_level: int, seconds: float, tal
         run_script(client, user, predictor, top_level, seconds, tally, folder)
 
 
-def run_script(client, user: int, predictor, top_level: int, seconds: float, tally: Tally, folder: Path) -> None:
+def run_script(
+    client, user: int, predictor, top_level: int, seconds: float, tally: Tally, folder: Path
+) -> None:
     """Upload, slide, click, upload the other image, slide, click; then all three at random until
     `seconds` have passed. Every answer is checked."""
     from gradio_client import handle_file
@@ -99,30 +106,54 @@ def run_script(client, user: int, predictor, top_level: int, seconds: float, tal
         paths.append(folder / f"user{user}_{i}.png")
         Image.fromarray(image).save(paths[-1])
     current, deadline, oracle = 0, time.monotonic() + seconds, {}
-    tally.timed("upload", lambda: client.predict(handle_file(str(paths[0])), 0, 0.45, False, api_name="/load_image"))
+    tally.timed(
+        "upload",
+        lambda: client.predict(handle_file(str(paths[0])), 0, 0.45, False, api_name="/load_image"),
+    )
     script = ["render", "click", "upload", "render", "click"]
     while script or time.monotonic() < deadline:
         h, w = user_images(user)[current].shape[:2]
         op = script.pop(0) if script else rng.choice(OPS, p=[0.1, 0.45, 0.45])
         if op == "upload":
             current = 1 - current
-            tally.timed("upload", lambda: client.predict(handle_file(str(paths[current])), 0, 0.45, False,
-                                                         api_name="/load_image"))
+            tally.timed(
+                "upload",
+                lambda current=current: client.predict(
+                    handle_file(str(paths[current])), 0, 0.45, False, api_name="/load_image"
+                ),
+            )
         elif op == "render":
-            view = tally.timed("render", lambda: client.predict(int(rng.integers(0, top_level + 1)), 0.45, False,
-                                                                api_name="/render"))
+            view = tally.timed(
+                "render",
+                lambda: client.predict(
+                    int(rng.integers(0, top_level + 1)), 0.45, False, api_name="/render"
+                ),
+            )
             if view is not None:
                 size = Image.open(view).size[::-1]
                 tally.check(size == (h, w), f"user {user}: overlay {size}, own image {(h, w)}")
         else:
-            x, y, level = int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(0, top_level + 1))
-            out = tally.timed("click", lambda: client.predict(x, y, level, 0.45, False, 3, "same level", True,
-                                                              api_name="/click_xy"))
+            x, y, level = (
+                int(rng.integers(0, w)),
+                int(rng.integers(0, h)),
+                int(rng.integers(0, top_level + 1)),
+            )
+            out = tally.timed(
+                "click",
+                lambda x=x, y=y, level=level: client.predict(
+                    x, y, level, 0.45, False, 3, "same level", True, api_name="/click_xy"
+                ),
+            )
             if out is not None:
                 key = (current, x, y, level)
-                oracle[key] = oracle.get(key) or expected_rows(predictor, user_images(user)[current], x, y, level)
+                oracle[key] = oracle.get(key) or expected_rows(
+                    predictor, user_images(user)[current], x, y, level
+                )
                 got = [[int(v) for v in row[:3]] for row in out[1]["data"]]
-                tally.check(got == [row[:3] for row in oracle[key]], f"user {user}: click chain {got[:1]}...")
+                tally.check(
+                    got == [row[:3] for row in oracle[key]],
+                    f"user {user}: click chain {got[:1]}...",
+                )
 
 
 def rss_mb() -> float:
@@ -130,7 +161,9 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def run_users(explorer: ex.Explorer, users: int, seconds: float, evict: int = 0, max_sessions: int = 64) -> dict:
+def run_users(
+    explorer: ex.Explorer, users: int, seconds: float, evict: int = 0, max_sessions: int = 64
+) -> dict:
     """Serve `explorer`, run `users` concurrent users for `seconds`, then `evict` one-shot users."""
     from gradio_client import Client, handle_file
 
@@ -142,26 +175,43 @@ def run_users(explorer: ex.Explorer, users: int, seconds: float, evict: int = 0,
     try:
         with tempfile.TemporaryDirectory() as folder, ThreadPoolExecutor(users) as pool:
             start = time.perf_counter()
-            jobs = [pool.submit(one_user, url, u, explorer.predictor, top, seconds, tally, Path(folder))
-                    for u in range(users)]
+            jobs = [
+                pool.submit(one_user, url, u, explorer.predictor, top, seconds, tally, Path(folder))
+                for u in range(users)
+            ]
             for job in jobs:
                 job.result()
             wall = time.perf_counter() - start
             memory["rss_mb_after_users"] = rss_mb()
             for round_ in (1, 2):  # users who come, upload once and leave: memory must level off
                 for u in range(users + (round_ - 1) * evict, users + round_ * evict):
-                    path = Path(folder) / f"evict{u}.png"  # all of one size: the state per session is equal
+                    path = (
+                        Path(folder) / f"evict{u}.png"
+                    )  # all of one size: the state per session is equal
                     Image.fromarray(np.full((64, 96, 3), u % 256, np.uint8)).save(path)
                     with closing(Client(url, verbose=False)) as client:  # ends its heartbeat stream
-                        client.predict(handle_file(str(path)), 0, 0.45, False, api_name="/load_image")
+                        client.predict(
+                            handle_file(str(path)), 0, 0.45, False, api_name="/load_image"
+                        )
                 memory[f"rss_mb_after_{round_ * evict}_more_sessions"] = rss_mb()
-        memory.update(rss_mb_end=rss_mb(), rss_mb_peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      sessions_held=len(demo.state_holder.session_data), session_capacity=max_sessions)
+        memory.update(
+            rss_mb_end=rss_mb(),
+            rss_mb_peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            sessions_held=len(demo.state_holder.session_data),
+            session_capacity=max_sessions,
+        )
     finally:
         demo.close()
-    return {"users": users, "seconds": seconds, "wall_s": round(wall, 2), "evicting_users": 2 * evict,
-            "ops": {op: percentiles(s) if s else {"n": 0} for op, s in tally.samples.items()},
-            "errors": tally.errors, "cross_talk": tally.cross_talk, "memory": memory}
+    return {
+        "users": users,
+        "seconds": seconds,
+        "wall_s": round(wall, 2),
+        "evicting_users": 2 * evict,
+        "ops": {op: percentiles(s) if s else {"n": 0} for op, s in tally.samples.items()},
+        "errors": tally.errors,
+        "cross_talk": tally.cross_talk,
+        "memory": memory,
+    }
 
 
 def fake_explorer(root: Path) -> ex.Explorer:
@@ -172,10 +222,17 @@ def fake_explorer(root: Path) -> ex.Explorer:
     data.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (48 + 4 * i, 64, 3), dtype=np.uint8)).save(data / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (48 + 4 * i, 64, 3), dtype=np.uint8)).save(
+            data / f"img{i}.png"
+        )
     predictor = GridPredictor()
-    index = open_or_build(data, root / "index", ex.index_extractor(predictor),
-                          checkpoint_hash=predictor.checkpoint_hash, progress=lambda done, total: None)
+    index = open_or_build(
+        data,
+        root / "index",
+        ex.index_extractor(predictor),
+        checkpoint_hash=predictor.checkpoint_hash,
+        progress=lambda done, total: None,
+    )
     return ex.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
 
 
@@ -183,18 +240,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--evict", type=int, default=80, help="one-shot users per round after the run (two rounds)")
+    parser.add_argument(
+        "--evict", type=int, default=80, help="one-shot users per round after the run (two rounds)"
+    )
     parser.add_argument("--max-sessions", type=int, default=serve_options.MAX_SESSIONS)
-    parser.add_argument("--checkpoint", default=None, help="real model (default: the fake GridPredictor)")
-    parser.add_argument("--data", default=str(serve_options.DEFAULT_IMAGES), help="with --checkpoint: the indexed folder")
+    parser.add_argument(
+        "--checkpoint", default=None, help="real model (default: the fake GridPredictor)"
+    )
+    parser.add_argument(
+        "--data",
+        default=str(serve_options.DEFAULT_IMAGES),
+        help="with --checkpoint: the indexed folder",
+    )
     parser.add_argument("--out", default="benchmarks/results/concurrency.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
-        explorer = (app.load_app(app.parse_args(["--checkpoint", args.checkpoint, "--data", args.data]))
-                    if args.checkpoint else fake_explorer(Path(root)))
+        explorer = (
+            app.load_app(app.parse_args(["--checkpoint", args.checkpoint, "--data", args.data]))
+            if args.checkpoint
+            else fake_explorer(Path(root))
+        )
         result = run_users(explorer, args.users, args.seconds, args.evict, args.max_sessions)
-    result = {"machine": machine_info(), "predictor": args.checkpoint or "tests.fakes.GridPredictor",
-              "command": " ".join(sys.argv), **result}
+    result = {
+        "machine": machine_info(),
+        "predictor": args.checkpoint or "tests.fakes.GridPredictor",
+        "command": " ".join(sys.argv),
+        **result,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(result, indent=1, default=str))

@@ -371,7 +371,9 @@ def scale_child(out: Path, queries_file: Path, threads: int) -> dict:
     }
 
 
-def bench_scale(work: Path, num_regions: int, factories: list[str], num_queries: int, threads: int) -> list[dict]:
+def bench_scale(
+    work: Path, num_regions: int, factories: list[str], num_queries: int, threads: int
+) -> list[dict]:
     """Per factory: build `num_regions` synthetic regions with real RLE masks, then measure
     (in a fresh process, `scale_child`) open, RSS, recall@10 and click latency."""
     from benchmarks.explorer_index import templates
@@ -381,16 +383,24 @@ def bench_scale(work: Path, num_regions: int, factories: list[str], num_queries:
     queries_file = work / "queries.npz"
     np.savez(
         queries_file,
-        queries=clustered_unit_vectors(num_queries, cluster_centers(CENTERS, DIM, seed=0), SPREAD, rng),
+        queries=clustered_unit_vectors(
+            num_queries, cluster_centers(CENTERS, DIM, seed=0), SPREAD, rng
+        ),
         levels=rng.choice(len(REGIONS_PER_LEVEL), num_queries, p=np.array(REGIONS_PER_LEVEL) / 100),
     )
     results = []
     for factory in factories:
         out = work / f"scale_n{num_regions}_{factory.replace(',', '_')}"
         commit_seconds = synthetic_index(out, num_regions, factory, templates=rows)
-        code = _CHILD.format(root=str(Path(__file__).resolve().parents[1]), out=str(out),
-                             queries=str(queries_file), threads=threads)
-        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        code = _CHILD.format(
+            root=str(Path(__file__).resolve().parents[1]),
+            out=str(out),
+            queries=str(queries_file),
+            threads=threads,
+        )
+        child = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         manifest = json.loads((out / "manifest.json").read_text())
         files = {kind: entry["bytes"] for kind, entry in manifest["files"].items()}
         row = {
@@ -400,7 +410,9 @@ def bench_scale(work: Path, num_regions: int, factories: list[str], num_queries:
             "commit_seconds": round(commit_seconds, 1),
             **json.loads(child.stdout.strip().splitlines()[-1]),
             "disk_bytes_per_region": round(sum(files.values()) / num_regions, 1),
-            "disk_bytes_per_region_by_file": {k: round(v / num_regions, 1) for k, v in files.items()},
+            "disk_bytes_per_region_by_file": {
+                k: round(v / num_regions, 1) for k, v in files.items()
+            },
         }
         shutil.rmtree(out)
         results.append(row)
@@ -519,16 +531,25 @@ def main(argv: list[str] | None = None) -> None:
         if args.scale:
             report = {
                 "machine": machine_info(),
-                "settings": {"dim": DIM, "threads": args.threads, "queries": args.queries,
-                             "recall_k": SCALE_K, "click_k": CLICK_K,
-                             "regions_per_level": REGIONS_PER_LEVEL, "clusters": CENTERS,
-                             "spread": SPREAD},
+                "settings": {
+                    "dim": DIM,
+                    "threads": args.threads,
+                    "queries": args.queries,
+                    "recall_k": SCALE_K,
+                    "click_k": CLICK_K,
+                    "regions_per_level": REGIONS_PER_LEVEL,
+                    "clusters": CENTERS,
+                    "spread": SPREAD,
+                },
                 "command": "benchmarks/bench_index.py " + " ".join(argv or sys.argv[1:]),
                 "scale": [
                     row
                     for size in args.sizes
                     for row in bench_scale(
-                        work, size, args.factories or [choose_factory(size)], args.queries,
+                        work,
+                        size,
+                        args.factories or [choose_factory(size)],
+                        args.queries,
                         args.threads,
                     )
                 ],
@@ -539,7 +560,9 @@ def main(argv: list[str] | None = None) -> None:
                 "machine": machine_info(),
                 "settings": {"dim": DIM, "threads": args.threads, "repeats": args.repeats},
                 "command": "benchmarks/bench_index.py " + " ".join(argv or sys.argv[1:]),
-                "open": [row for size in args.sizes for row in bench_open(work, size, args.repeats)],
+                "open": [
+                    row for size in args.sizes for row in bench_open(work, size, args.repeats)
+                ],
             }
             return _write_report(args.out, report, started)
         report = {

@@ -7,6 +7,7 @@ built) and polls the page until it answers 200; the lines the app printed while 
 with their times. `--cache DIR` points HSG_CACHE at DIR (default: the caller's cache, which holds
 the model's fetched weights; the run never writes an index there when the shipped one fits).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,14 @@ def launch_once(cache: str | None, timeout_s: float) -> dict:
     port = free_port()
     env = dict(os.environ, **({"HSG_CACHE": cache} if cache else {}))
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     lines: list = []
     threading.Thread(target=collect, args=(proc.stderr, start, lines), daemon=True).start()
     try:
@@ -69,7 +76,10 @@ def launch_once(cache: str | None, timeout_s: float) -> dict:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    return {"to_http_200_s": round(ready, 2), "printed": [line for line in lines if line[1].startswith("hsg")]}
+    return {
+        "to_http_200_s": round(ready, 2),
+        "printed": [line for line in lines if line[1].startswith("hsg")],
+    }
 
 
 def help_seconds() -> float:
@@ -82,14 +92,21 @@ def help_seconds() -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cache", default=None, help="HSG_CACHE for the runs (default: as the caller's)")
+    parser.add_argument(
+        "--cache", default=None, help="HSG_CACHE for the runs (default: as the caller's)"
+    )
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--out", default="benchmarks/results/app_launch.json")
     args = parser.parse_args(argv)
     runs = [launch_once(args.cache, args.timeout) for _ in range(args.repeats)]
-    result = {"command": "python benchmarks/bench_launch.py " + " ".join(argv or sys.argv[1:]),
-              "launch_to_http_200_s": [run["to_http_200_s"] for run in runs], "first_run": runs[0],
-              "help_s": help_seconds(), "load_average": os.getloadavg(), "machine": machine_info()}
+    result = {
+        "command": "python benchmarks/bench_launch.py " + " ".join(argv or sys.argv[1:]),
+        "launch_to_http_200_s": [run["to_http_200_s"] for run in runs],
+        "first_run": runs[0],
+        "help_s": help_seconds(),
+        "load_average": os.getloadavg(),
+        "machine": machine_info(),
+    }
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
 

@@ -7,6 +7,7 @@ region counts on BSDS500 photos, at the predictor's work size (the demo's 320 px
 
 This chose `overseg.ucm_ordering` (on train photos: val stays for the evaluation).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import machine_info  # noqa: E402
-from hsg_files import atomic_write_text  # noqa: E402
 from hsg_core.evaluation.datasets import BSDSDataset  # noqa: E402
 from hsg_core.evaluation.protocols import LevelScores  # noqa: E402
 from hsg_core.hierarchy import resize_nearest  # noqa: E402
 from hsg_core.images import downscale_to  # noqa: E402
 from hsg_core.overseg import gradient_edges, hed_edges, load_hed  # noqa: E402
 from hsg_core.overseg.ucm import HIERARCHIES, UCMHierarchy  # noqa: E402
+from hsg_files import atomic_write_text  # noqa: E402
 
 COUNTS = (180, 48, 15, 8, 4)
 
@@ -43,8 +44,9 @@ def score_orderings(dataset: BSDSDataset, work_side: int, counts=COUNTS) -> dict
                 hierarchy = UCMHierarchy.from_edges(edges, ordering)
                 maps = [resize_nearest(hierarchy.cut(n), sample.image.shape[:2]) for n in counts]
                 per_edges = scores.setdefault(edges_name, {})
-                per_edges.setdefault(ordering, LevelScores()).add(maps, sample.ground_truths, dataset.void,
-                                                                  dataset.background)
+                per_edges.setdefault(ordering, LevelScores()).add(
+                    maps, sample.ground_truths, dataset.void, dataset.background
+                )
     return scores
 
 
@@ -60,10 +62,19 @@ def main(argv: list[str] | None = None) -> None:
     dataset.validate()
     start = time.perf_counter()
     scores = score_orderings(dataset, args.work_side)
-    results = {edges: {ordering: s.summary() for ordering, s in per.items()} for edges, per in scores.items()}
-    report = {"machine": machine_info(), "command": " ".join(sys.argv), "images": len(dataset),
-              "split": args.split, "counts": list(COUNTS), "seconds": time.perf_counter() - start,
-              "covering": results}
+    results = {
+        edges: {ordering: s.summary() for ordering, s in per.items()}
+        for edges, per in scores.items()
+    }
+    report = {
+        "machine": machine_info(),
+        "command": " ".join(sys.argv),
+        "images": len(dataset),
+        "split": args.split,
+        "counts": list(COUNTS),
+        "seconds": time.perf_counter() - start,
+        "covering": results,
+    }
     atomic_write_text(args.out, json.dumps(report, indent=1))
     for edges, per in results.items():
         for ordering, s in per.items():

@@ -1,4 +1,5 @@
 """Machine description written next to every benchmark figure."""
+
 from __future__ import annotations
 
 import os
@@ -16,16 +17,26 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
     try:
         import torch
 
-        info.update(torch=torch.__version__, cuda=torch.cuda.is_available(), torch_threads=torch.get_num_threads())
+        info.update(
+            torch=torch.__version__,
+            cuda=torch.cuda.is_available(),
+            torch_threads=torch.get_num_threads(),
+        )
     except ImportError:
         pass
     try:
-        info["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                     text=True).stdout.strip()
+        info["git"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         pass
     return info

@@ -5,6 +5,7 @@ Layout of a checkpoint (a torch.save'd dict of tensors and plain Python values):
     model: state dict (without the backbone when it is frozen and comes from fetched weights)
     optimizer: optimizer state (training checkpoints only)      torch_rng: RNG state tensor
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from hsg_files import atomic_write, remove_stale_parts
+
 from .config import ConfigError, HSGConfig
 
 FORMAT = "hsg-checkpoint/1"
@@ -27,8 +29,11 @@ FORMAT = "hsg-checkpoint/1"
 INFERENCE_BACKBONE_INITS = ("none", "fetched")
 # torch's error text around the unpickler's reason: advice to load unsafely (weights_only=False, or to
 # allowlist a global "if you trust" it) and pointers to its docs. None of it is shown to a user.
-_TORCH_ADVICE = re.compile(r"weights_only|safe_globals|allowlist|trust|Weights only load failed|file an issue|"
-                           r"documentation|can still be loaded|Alternatively", re.IGNORECASE)
+_TORCH_ADVICE = re.compile(
+    r"weights_only|safe_globals|allowlist|trust|Weights only load failed|file an issue|"
+    r"documentation|can still be loaded|Alternatively",
+    re.IGNORECASE,
+)
 
 
 class CheckpointError(ValueError):
@@ -47,17 +52,23 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        with warnings.catch_warnings():  # a foreign pickle draws torch warnings; the error below says it all
+        with (
+            warnings.catch_warnings()
+        ):  # a foreign pickle draws torch warnings; the error below says it all
             warnings.simplefilter("ignore", UserWarning)
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         reason = torch_load_reason(err)
-        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain values "
-                              f"(weights_only loading){': ' + reason if reason else ''}") from None
+        raise CheckpointError(
+            f"{path}: refused to load: it holds objects other than tensors and plain values "
+            f"(weights_only loading){': ' + reason if reason else ''}"
+        ) from None
     except Exception as err:  # noqa: BLE001 - garbage makes the unpickler raise KeyError, IndexError, ...
         reason = torch_load_reason(err)
-        raise CheckpointError(f"{path}: truncated or not a torch checkpoint "
-                              f"({type(err).__name__}{': ' + reason if reason else ''})") from None
+        raise CheckpointError(
+            f"{path}: truncated or not a torch checkpoint "
+            f"({type(err).__name__}{': ' + reason if reason else ''})"
+        ) from None
     check_tensor_storage(data, path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an HSG checkpoint (expected format {FORMAT!r})")
@@ -105,13 +116,17 @@ def check_tensor_storage(data: Any, path: str | os.PathLike) -> None:
     tensors (which skip their invariant checks), are refused here, before anything reads them."""
     for name, tensor in _tensors(data):
         if tensor.layout != torch.strided:
-            raise CheckpointError(f"{path}: tensor {name!r} is {tensor.layout} (only dense tensors are accepted)")
+            raise CheckpointError(
+                f"{path}: tensor {name!r} is {tensor.layout} (only dense tensors are accepted)"
+            )
         size = tensor.numel() * tensor.element_size()
         stored = tensor.untyped_storage().nbytes()
         if stored < size:
-            raise CheckpointError(f"{path}: tensor {name!r} of shape {list(tensor.shape)} is a view of "
-                                  f"{stored} stored bytes expanded to {size} (expanded or overlapping views "
-                                  "are refused)")
+            raise CheckpointError(
+                f"{path}: tensor {name!r} of shape {list(tensor.shape)} is a view of "
+                f"{stored} stored bytes expanded to {size} (expanded or overlapping views "
+                "are refused)"
+            )
 
 
 def inference_config(config: HSGConfig) -> HSGConfig:
@@ -123,7 +138,9 @@ def inference_config(config: HSGConfig) -> HSGConfig:
     built with "none" instead; "none" and "fetched" (the operator's cache) are kept."""
     if config.model.backbone_init in INFERENCE_BACKBONE_INITS:
         return config
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, backbone_init="none"))
+    return dataclasses.replace(
+        config, model=dataclasses.replace(config.model, backbone_init="none")
+    )
 
 
 def checkpoint_config(data: dict[str, Any], path: str | os.PathLike) -> HSGConfig:
@@ -132,11 +149,20 @@ def checkpoint_config(data: dict[str, Any], path: str | os.PathLike) -> HSGConfi
     `grouping.form` / `grouping.kmeans_init` the "hsg_explorer" transformer and "equal" grid cells)."""
     stored = data["config"]
     model = stored.get("model") if isinstance(stored, dict) else None
-    if isinstance(model, dict) and "dilation_rule" not in model and str(model.get("backbone", "")).startswith("resnet"):
+    if (
+        isinstance(model, dict)
+        and "dilation_rule" not in model
+        and str(model.get("backbone", "")).startswith("resnet")
+    ):
         stored = {**stored, "model": {**model, "dilation_rule": "stage"}}
     grouping = stored.get("grouping") if isinstance(stored, dict) else None
-    if isinstance(grouping, dict):  # written before grouping.form / kmeans_init: our transformer, equal cells
-        stored = {**stored, "grouping": {"form": "hsg_explorer", "kmeans_init": "equal", **grouping}}
+    if isinstance(
+        grouping, dict
+    ):  # written before grouping.form / kmeans_init: our transformer, equal cells
+        stored = {
+            **stored,
+            "grouping": {"form": "hsg_explorer", "kmeans_init": "equal", **grouping},
+        }
     try:
         return HSGConfig.from_dict(stored)
     except (ConfigError, TypeError) as err:
@@ -151,8 +177,13 @@ def model_state(model: torch.nn.Module, config: HSGConfig) -> dict[str, torch.Te
     return state
 
 
-def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
-                     config: HSGConfig, strict: bool = True) -> None:
+def load_model_state(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    config: HSGConfig,
+    strict: bool = True,
+) -> None:
     """Load `state`, allowing absent backbone keys only when the backbone comes from fetched weights."""
     own = model.state_dict()
     bad_shapes = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -163,20 +194,29 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], pat
     if config.model.freeze_backbone and config.model.backbone_init == "fetched":
         missing = [k for k in missing if not k.startswith("backbone.")]
     if strict and (missing or result.unexpected_keys):
-        raise CheckpointError(f"{path}: weights do not fit the model of its config; missing "
-                              f"{missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
+        raise CheckpointError(
+            f"{path}: weights do not fit the model of its config; missing "
+            f"{missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}"
+        )
 
 
 def check_finite(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Refuse weights holding NaN or inf (a diverged run): they would only produce NaN regions."""
-    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [
+        k
+        for k, v in state.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
     if bad:
-        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf ({', '.join(bad[:3])}); "
-                              "the run diverged: use an earlier checkpoint")
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or inf ({', '.join(bad[:3])}); "
+            "the run diverged: use an earlier checkpoint"
+        )
 
 
-def export_inference_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
-                                overrides: list[str] | None = None) -> Path:
+def export_inference_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, overrides: list[str] | None = None
+) -> Path:
     """Copy a training checkpoint without optimizer and RNG state (what the app ships).
 
     `overrides` ("section.key=value") change the stored config, e.g. inference settings such as
@@ -191,8 +231,9 @@ def export_inference_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
     return atomic_torch_save(slim, dst)
 
 
-def reconfigured(config: HSGConfig, state: dict[str, torch.Tensor], overrides: list[str],
-                 path: str | os.PathLike) -> HSGConfig:
+def reconfigured(
+    config: HSGConfig, state: dict[str, torch.Tensor], overrides: list[str], path: str | os.PathLike
+) -> HSGConfig:
     """`config` with dotted overrides applied, checked to still fit the stored weights."""
     from .config import apply_overrides
     from .model import HSG
@@ -205,6 +246,8 @@ def reconfigured(config: HSGConfig, state: dict[str, torch.Tensor], overrides: l
         load_model_state(HSG(inference_config(new)), state, path, new)
     except CheckpointError as err:
         detail = str(err).removeprefix(f"{path}: ")
-        raise CheckpointError(f"{path}: {', '.join(overrides)} changes the network's parameters; only settings "
-                              f"that keep the weights can change ({detail})") from err
+        raise CheckpointError(
+            f"{path}: {', '.join(overrides)} changes the network's parameters; only settings "
+            f"that keep the weights can change ({detail})"
+        ) from err
     return new

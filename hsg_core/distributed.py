@@ -2,6 +2,7 @@
 
 Every function is an identity (or trivial) in a single process, so the training code has one path.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,9 @@ class DistInfo:
 
 def dist_info() -> DistInfo:
     if dist.is_available() and dist.is_initialized():
-        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        return DistInfo(
+            dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        )
     return DistInfo(0, 1, 0)
 
 

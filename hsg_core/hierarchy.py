@@ -3,6 +3,7 @@
 Level 0 = segments; level l = the hard level-l groups, renumbered 0..N_l-1 (empty groups dropped).
 Nesting is by construction: every level map is a lookup of the one segment map.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,9 +55,13 @@ def region_boxes(label_map: np.ndarray, num: int) -> np.ndarray:
     return boxes
 
 
-def build_prediction(segment_map: np.ndarray, segment_groups: list[np.ndarray],
-                     level_embeddings: list[np.ndarray], image_size: tuple[int, int],
-                     meta: dict | None = None) -> Prediction:
+def build_prediction(
+    segment_map: np.ndarray,
+    segment_groups: list[np.ndarray],
+    level_embeddings: list[np.ndarray],
+    image_size: tuple[int, int],
+    meta: dict | None = None,
+) -> Prediction:
     """Assemble a Prediction.
 
     Args:
@@ -72,8 +77,18 @@ def build_prediction(segment_map: np.ndarray, segment_groups: list[np.ndarray],
     for lv, chain in enumerate(chains):
         label_map = chain[full]
         num = level_embeddings[lv].shape[0]
-        parents = parents_of(chain, chains[lv + 1]) if lv + 1 < len(chains) else np.full(num, -1, np.int32)
-        levels.append(Level(label_map=label_map.astype(np.int32), embeddings=level_embeddings[lv].astype(np.float32),
-                            areas=np.bincount(label_map.ravel(), minlength=num).astype(np.int64),
-                            boxes=region_boxes(label_map, num), parents=parents))
+        parents = (
+            parents_of(chain, chains[lv + 1])
+            if lv + 1 < len(chains)
+            else np.full(num, -1, np.int32)
+        )
+        levels.append(
+            Level(
+                label_map=label_map.astype(np.int32),
+                embeddings=level_embeddings[lv].astype(np.float32),
+                areas=np.bincount(label_map.ravel(), minlength=num).astype(np.int64),
+                boxes=region_boxes(label_map, num),
+                parents=parents,
+            )
+        )
     return Prediction(levels=levels, image_size=tuple(image_size), meta=meta or {})

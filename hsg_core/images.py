@@ -9,6 +9,7 @@ header, before any pixel is decoded; images whose longer side exceeds `max_side`
 Which files are images, and which entries of a folder are listed, is `hsg_files`'s rule (shared
 with `index`): a symbolic link that leads out of the folder is never listed.
 """
+
 from __future__ import annotations
 
 import errno
@@ -16,16 +17,24 @@ import logging
 import os
 import stat
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hsg_files import IMAGE_SUFFIXES, file_sha256, list_image_files
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "ImageReadError", "check_rgb", "downscale_to",
-           "file_sha256", "list_images", "load_image"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "ImageReadError",
+    "check_rgb",
+    "downscale_to",
+    "file_sha256",
+    "list_images",
+    "load_image",
+]
 MAX_PIXELS = 100_000_000  # 10^8 pixels (e.g. 10000 x 10000); larger files are refused unread
 LOG = logging.getLogger(__name__)
 

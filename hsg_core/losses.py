@@ -3,6 +3,7 @@
 Notation: kappa = concentration, e_i unit pixel embeddings, mu_s unit segment prototypes,
 S [M, K] soft node-to-cluster assignments, A [M, M] a 0/1 node graph.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,15 @@ def _full(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def segsort_loss(pixel_embeddings: Tensor, pixel_labels: Tensor, pixel_segments: Tensor, prototypes: Tensor,
-                 prototype_labels: Tensor, concentration: float = 16.0, chunk: int = 4096) -> Tensor:
+def segsort_loss(
+    pixel_embeddings: Tensor,
+    pixel_labels: Tensor,
+    pixel_segments: Tensor,
+    prototypes: Tensor,
+    prototype_labels: Tensor,
+    concentration: float = 16.0,
+    chunk: int = 4096,
+) -> Tensor:
     """SegSort+ pixel-to-segment contrast.
 
     For pixel i with own segment o_i: a_s = exp(kappa e_i . mu_s);
@@ -36,15 +44,24 @@ def segsort_loss(pixel_embeddings: Tensor, pixel_labels: Tensor, pixel_segments:
     losses = []
     for start in range(0, pixel_embeddings.shape[0], chunk):
         sl = slice(start, start + chunk)
-        losses.append(_segsort_chunk(_full(pixel_embeddings[sl]), pixel_labels[sl], pixel_segments[sl],
-                                     _full(prototypes), prototype_labels, concentration))
+        losses.append(
+            _segsort_chunk(
+                _full(pixel_embeddings[sl]),
+                pixel_labels[sl],
+                pixel_segments[sl],
+                _full(prototypes),
+                prototype_labels,
+                concentration,
+            )
+        )
     if not losses:
         return prototypes.sum() * 0.0
     return torch.cat(losses).mean()
 
 
-def _segsort_chunk(emb: Tensor, labels: Tensor, own: Tensor, protos: Tensor, proto_labels: Tensor,
-                   kappa: float) -> Tensor:
+def _segsort_chunk(
+    emb: Tensor, labels: Tensor, own: Tensor, protos: Tensor, proto_labels: Tensor, kappa: float
+) -> Tensor:
     logits = kappa * emb @ protos.t()  # [n, S]
     same = labels[:, None] == proto_labels[None, :]
     rows = torch.arange(emb.shape[0], device=emb.device)
@@ -110,7 +127,9 @@ def collapse_loss(assignments: Tensor, node_mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def knn_adjacency(node_embeddings: Tensor, node_mask: Tensor, node_groups: Tensor, k: int) -> Tensor:
+def knn_adjacency(
+    node_embeddings: Tensor, node_mask: Tensor, node_groups: Tensor, k: int
+) -> Tensor:
     """Binary kNN graph per image: each node links to its top-k most similar nodes in every group.
 
     Affinity exp(5 x_i . x_j) ranks neighbours (monotone in x_i . x_j); self and padding are

@@ -16,6 +16,7 @@ keep every level in the embedding space where the DMoN graph and the retrieval i
 against the encoder memory, and level l+1 grouping the level-l cluster features (no padding mask,
 positions = mean node position of each hard group), as `ResnetFcn._hierarchical_grouping` (spec §2).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -91,20 +92,42 @@ class HSG(nn.Module):
         self.config = config
         m, g = config.model, config.grouping
         options = {"dilation_rule": m.dilation_rule} if m.backbone.startswith("resnet") else {}
-        self.backbone = create_backbone(m.backbone, init=m.backbone_init, freeze=m.freeze_backbone,
-                                        output_stride=m.train_output_stride, width=m.resnet_width, **options)
+        self.backbone = create_backbone(
+            m.backbone,
+            init=m.backbone_init,
+            freeze=m.freeze_backbone,
+            output_stride=m.train_output_stride,
+            width=m.resnet_width,
+            **options,
+        )
         self.head = EmbeddingHead(self.backbone.out_channels, m.head_hidden, m.embedding_dim)
         self.position = PositionEmbeddingLearned(m.embedding_dim, g.position_table)
-        self.levels = nn.ModuleList([
-            ClusteringTransformer(k, m.embedding_dim, heads=g.num_heads, encoder_layers=g.encoder_layers,
-                                  decoder_layers=g.decoder_layers, ffn_dim=g.ffn_dim, dropout=g.dropout,
-                                  concentration=g.assignment_concentration,
-                                  query_in_target=g.query_in_target, form=g.form)
-            for k in g.level_clusters
-        ])
-        self.register_buffer("pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
-        self.position_stride = self.backbone.output_stride  # cell size of the position table, in pixels
+        self.levels = nn.ModuleList(
+            [
+                ClusteringTransformer(
+                    k,
+                    m.embedding_dim,
+                    heads=g.num_heads,
+                    encoder_layers=g.encoder_layers,
+                    decoder_layers=g.decoder_layers,
+                    ffn_dim=g.ffn_dim,
+                    dropout=g.dropout,
+                    concentration=g.assignment_concentration,
+                    query_in_target=g.query_in_target,
+                    form=g.form,
+                )
+                for k in g.level_clusters
+            ]
+        )
+        self.register_buffer(
+            "pixel_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False
+        )
+        self.position_stride = (
+            self.backbone.output_stride
+        )  # cell size of the position table, in pixels
 
     @property
     def device(self) -> torch.device:
@@ -131,22 +154,29 @@ class HSG(nn.Module):
         g = self.config.grouping
         original = g.form == "original"
         to_nodes = g.assign_to == "nodes" and not original  # else logits against the encoder memory
-        first = self.levels[0](nodes, positions, mask, keys=centred(nodes, mask) if to_nodes else None)
-        groups = torch.where(mask, first.assignments.argmax(1), torch.full_like(mask, -1, dtype=torch.long))
+        first = self.levels[0](
+            nodes, positions, mask, keys=centred(nodes, mask) if to_nodes else None
+        )
+        groups = torch.where(
+            mask, first.assignments.argmax(1), torch.full_like(mask, -1, dtype=torch.long)
+        )
         out = HierarchyOutput([first], [first.assignments], [], [groups], [])
         for transformer in self.levels[1:]:
             below = out.clusterings[-1]
             k_below = below.features.shape[1]
             pos = group_positions(positions, out.node_groups[-1], k_below)
             tokens = below.features
-            if g.upper_nodes == "pooled" and not original:  # soft prototype of each level-l cluster, in node space
+            if (
+                g.upper_nodes == "pooled" and not original
+            ):  # soft prototype of each level-l cluster, in node space
                 tokens = F.normalize(out.assignments[-1] @ nodes, dim=-1)
             # no mask: every level-l cluster is a node (the original's upper levels pass none either)
             clustering = transformer(tokens, pos, None, keys=centred(tokens) if to_nodes else None)
             transition = clustering.assignments  # [B, K_{l+1}, K_l]
             parents = transition.argmax(1)  # [B, K_l]
-            node_groups = torch.where(mask, parents.gather(1, out.node_groups[-1].clamp_min(0)),
-                                      out.node_groups[-1])
+            node_groups = torch.where(
+                mask, parents.gather(1, out.node_groups[-1].clamp_min(0)), out.node_groups[-1]
+            )
             out.clusterings.append(clustering)
             out.transitions.append(transition)
             out.assignments.append(transition @ out.assignments[-1])

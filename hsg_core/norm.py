@@ -7,6 +7,7 @@ all-reduced with autograd (so gradients match one process on the joint batch): t
 SyncBatchNorm for tokens, and `CPUSyncBatchNorm2d` is the same for feature maps on CPU, where
 torch's own SyncBatchNorm refuses to run (it needs a GPU).
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,7 @@ def masked_moments(x: Tensor, mask: Tensor | None, sync: bool) -> tuple[Tensor, 
         c = x.shape[1]
         count = sums[-1].clamp_min(1.0)
         mean = sums[:c] / count
-        var = (sums[c:2 * c] / count - mean * mean).clamp_min(0.0)
+        var = (sums[c : 2 * c] / count - mean * mean).clamp_min(0.0)
         return mean, var, count
     mean = x.mean(0) if x.shape[0] else x.new_zeros(x.shape[1])
     var = x.var(0, unbiased=False) if x.shape[0] else x.new_ones(x.shape[1])
@@ -102,8 +103,13 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
-            new = CPUSyncBatchNorm2d(child.num_features, child.eps, child.momentum,
-                                     child.affine, child.track_running_stats)
+            new = CPUSyncBatchNorm2d(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+            )
             new.load_state_dict(child.state_dict())
             new.train(child.training)
             setattr(module, name, new)

@@ -12,6 +12,7 @@ Step 4 (stage 2): the segments of both views of an image are the level-0 nodes; 
         the nodes, and centroid contrast.
 Labels are packed as image * LABEL_BASE + id, with image ids global across processes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,11 +24,24 @@ from torch import Tensor
 
 from .config import HSGConfig
 from .distributed import gather_rows, gather_sizes, global_mean
-from .losses import (LossTerms, centroid_contrast_loss, collapse_loss, combine_losses, knn_adjacency,
-                     modularity_loss, segsort_loss)
+from .losses import (
+    LossTerms,
+    centroid_contrast_loss,
+    collapse_loss,
+    combine_losses,
+    knn_adjacency,
+    modularity_loss,
+    segsort_loss,
+)
 from .model import HSG
-from .segments import (initial_clusters, intersect_segments, location_features, majority_downsample,
-                       segment_means, spherical_kmeans)
+from .segments import (
+    initial_clusters,
+    intersect_segments,
+    location_features,
+    majority_downsample,
+    segment_means,
+    spherical_kmeans,
+)
 
 LABEL_BASE = 1 << 20  # ids per image when packing (image, id) into one int64 label
 
@@ -46,8 +60,12 @@ class Batch:
     views: Tensor
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.images, self.superpixels,
-                                                                 self.image_ids, self.views)))
+        return Batch(
+            *(
+                t.to(device, non_blocking=True)
+                for t in (self.images, self.superpixels, self.image_ids, self.views)
+            )
+        )
 
 
 @dataclass
@@ -62,8 +80,9 @@ class Segments:
     superpixels: Tensor  # [S] oversegment id
 
 
-def find_segments(model: HSG, batch: Batch, grid: tuple[int, int], iterations: int,
-                  grid_rule: str = "equal") -> Segments:
+def find_segments(
+    model: HSG, batch: Batch, grid: tuple[int, int], iterations: int, grid_rule: str = "equal"
+) -> Segments:
     """Steps 1-2 of the module docstring; `grid_rule`: the k-means grid cells (`segments.initial_clusters`)."""
     emb = model.embed(batch.images)  # [V, D, h, w]
     v, d, h, w = emb.shape
@@ -80,16 +99,28 @@ def find_segments(model: HSG, batch: Batch, grid: tuple[int, int], iterations: i
     num = keys.shape[0]
     stride = batch.images.shape[-1] / w
     pos_pix = model.cell_positions(h, w, stride).reshape(h * w, d)[None].expand(v, -1, -1)[valid]
-    return Segments(pix_emb, pix_seg, segment_means(pix_emb, pix_seg, num),
-                    segment_means(pos_pix.float(), pix_seg, num, normalize=False), keys[:, 0], keys[:, 2])
+    return Segments(
+        pix_emb,
+        pix_seg,
+        segment_means(pix_emb, pix_seg, num),
+        segment_means(pos_pix.float(), pix_seg, num, normalize=False),
+        keys[:, 0],
+        keys[:, 2],
+    )
 
 
 def contrast(seg: Segments, segment_labels: Tensor, concentration: float) -> Tensor:
     """SegSort+ of local pixels against the prototypes of every process, as a global mean."""
     all_protos, offset = gather_rows(seg.prototypes)
     all_labels, _ = gather_rows(segment_labels)
-    loss = segsort_loss(seg.pixel_embeddings, segment_labels[seg.pixel_segments],
-                        seg.pixel_segments + offset, all_protos, all_labels, concentration)
+    loss = segsort_loss(
+        seg.pixel_embeddings,
+        segment_labels[seg.pixel_segments],
+        seg.pixel_segments + offset,
+        all_protos,
+        all_labels,
+        concentration,
+    )
     return global_mean(loss, seg.pixel_embeddings.shape[0])
 
 
@@ -124,8 +155,9 @@ def dmon_graph_groups(node_views: Tensor, graph: str) -> Tensor:
     raise ValueError(f"unknown DMoN graph {graph!r}; graphs: per_view, joint")
 
 
-def hierarchy_terms(model: HSG, seg: Segments, batch: Batch, images: Tensor, image_offset: int,
-                    cfg: HSGConfig) -> dict[str, Tensor]:
+def hierarchy_terms(
+    model: HSG, seg: Segments, batch: Batch, images: Tensor, image_offset: int, cfg: HSGConfig
+) -> dict[str, Tensor]:
     """Step 4: the level losses for every level of the hierarchy."""
     num_images = int(batch.image_ids.max().item()) + 1
     index, mask = node_table(seg, images, num_images)
@@ -137,8 +169,9 @@ def hierarchy_terms(model: HSG, seg: Segments, batch: Batch, images: Tensor, ima
     for lv, (assign, groups) in enumerate(zip(hier.assignments, hier.node_groups), start=1):
         seg_groups = torch.zeros_like(seg.crops)
         seg_groups[index[mask]] = groups[mask]
-        terms[f"level{lv}"] = contrast(seg, (images + image_offset) * LABEL_BASE + seg_groups,
-                                       cfg.loss.concentration)
+        terms[f"level{lv}"] = contrast(
+            seg, (images + image_offset) * LABEL_BASE + seg_groups, cfg.loss.concentration
+        )
         s = assign.transpose(1, 2)  # [B, M, K]
         terms[f"modularity{lv}"] = global_mean(modularity_loss(s, adjacency, mask), num_images)
         terms[f"collapse{lv}"] = global_mean(collapse_loss(s, mask), num_images)
@@ -151,20 +184,37 @@ def loss_weights(cfg: HSGConfig, num_levels: int) -> dict[str, float]:
     lc = cfg.loss
     weights = {"image": lc.weight_image}
     for lv in range(1, num_levels + 1):
-        weights.update({f"level{lv}": lc.weight_levels, f"modularity{lv}": lc.weight_modularity,
-                        f"collapse{lv}": lc.weight_modularity, f"centroid{lv}": lc.weight_centroid})
+        weights.update(
+            {
+                f"level{lv}": lc.weight_levels,
+                f"modularity{lv}": lc.weight_modularity,
+                f"collapse{lv}": lc.weight_modularity,
+                f"centroid{lv}": lc.weight_centroid,
+            }
+        )
     return weights
 
 
 def training_losses(model: HSG, batch: Batch, cfg: HSGConfig) -> LossTerms:
     """Every loss term of one batch (see the module docstring) and their weighted total."""
-    seg = find_segments(model, batch, cfg.grouping.train_grid, cfg.grouping.kmeans_iterations,
-                        cfg.grouping.kmeans_init)
+    seg = find_segments(
+        model,
+        batch,
+        cfg.grouping.train_grid,
+        cfg.grouping.kmeans_iterations,
+        cfg.grouping.kmeans_init,
+    )
     images = batch.image_ids[seg.crops]
-    image_offset = sum(gather_sizes(int(batch.image_ids.max().item()) + 1, images.device)[
-        : torch.distributed.get_rank() if torch.distributed.is_initialized() else 0])
-    terms = {"image": contrast(seg, (images + image_offset) * LABEL_BASE + seg.superpixels,
-                               cfg.loss.concentration)}
+    image_offset = sum(
+        gather_sizes(int(batch.image_ids.max().item()) + 1, images.device)[
+            : torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        ]
+    )
+    terms = {
+        "image": contrast(
+            seg, (images + image_offset) * LABEL_BASE + seg.superpixels, cfg.loss.concentration
+        )
+    }
     if cfg.train.stage >= 2:
         terms.update(hierarchy_terms(model, seg, batch, images, image_offset, cfg))
     return combine_losses(terms, loss_weights(cfg, len(cfg.grouping.level_clusters)))
@@ -177,7 +227,9 @@ class Objective(nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, images: Tensor, superpixels: Tensor, image_ids: Tensor, views: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, images: Tensor, superpixels: Tensor, image_ids: Tensor, views: Tensor
+    ) -> dict[str, Tensor]:
         """Tensors of a `Batch` -> {"total": weighted sum, <term>: value, ...}."""
         losses = training_losses(self.model, Batch(images, superpixels, image_ids, views), self.cfg)
         return {"total": losses.total, **losses.terms}

@@ -7,6 +7,7 @@ weights (`"weight"`: x1 with decay), as the original, which grouped parameters b
 `*bias`, spec §2 LR groups and §8.11). torch's SGD puts lr outside the momentum buffer,
 unlike the original's lr-in-momentum rule: equal while lr is constant, smoother at lr steps.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,14 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     out = []
     for (fast, flat), params in sorted(groups.items()):
         mult = (cfg.transformer_lr_mult if fast else 1.0) * (2.0 if flat else 1.0)
-        out.append({"params": params, "lr_mult": mult, "weight_decay": 0.0 if flat else cfg.weight_decay,
-                    "lr": cfg.lr * mult})
+        out.append(
+            {
+                "params": params,
+                "lr_mult": mult,
+                "weight_decay": 0.0 if flat else cfg.weight_decay,
+                "lr": cfg.lr * mult,
+            }
+        )
     return out
 
 
@@ -53,7 +60,7 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     if step < cfg.warmup_iters:
         return cfg.lr * (0.1 + 0.9 * step / cfg.warmup_iters)
     drops = sum(step >= int(f * cfg.iterations) for f in cfg.lr_steps)
-    return cfg.lr * 0.1 ** drops
+    return cfg.lr * 0.1**drops
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int) -> float:

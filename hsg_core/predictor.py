@@ -10,6 +10,7 @@ with location features (grid `infer_grid`) ∩ oversegments gives the level-0 se
 the oversegments themselves); the clustering transformers group them into levels 1..L; label
 maps are resized (nearest) back to the image's own size.
 """
+
 from __future__ import annotations
 
 import threading
@@ -21,20 +22,38 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hsg_files import file_sha256
+
+from .checkpoint import (
+    check_finite,
+    checkpoint_config,
+    inference_config,
+    load_model_state,
+    read_checkpoint,
+)
 from .contour_tree import ContourTree, ContourTreeParams
-from .checkpoint import (check_finite, checkpoint_config, inference_config, load_model_state,
-                         read_checkpoint)
 from .hierarchy import build_prediction, resize_nearest, segment_chains
 from .images import ImageReadError, check_rgb, downscale_to, load_image
 from .model import HSG
 from .overseg import OversegCache, edge_map, oversegment
-from .region_pooling import (chain_sums, grid_to_pixels, level_of_segments, patch_overlap, region_sums,
-                             unit_rows)
+from .region_pooling import (
+    chain_sums,
+    grid_to_pixels,
+    level_of_segments,
+    patch_overlap,
+    region_sums,
+    unit_rows,
+)
+from .segments import (
+    initial_clusters,
+    intersect_segments,
+    location_features,
+    segment_means,
+    spherical_kmeans,
+)
 from .semantic_edges import semantic_edges
-from .segments import initial_clusters, intersect_segments, location_features, segment_means, spherical_kmeans
 from .types import Prediction
 from .weights import cache_dir
-from hsg_files import file_sha256
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -45,8 +64,15 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 class HSGPredictor:
-    def __init__(self, model: HSG, *, work_side: int | None = None, checkpoint_hash: str = "",
-                 checkpoint_path: str = "", overseg_cache: OversegCache | None = None) -> None:
+    def __init__(
+        self,
+        model: HSG,
+        *,
+        work_side: int | None = None,
+        checkpoint_hash: str = "",
+        checkpoint_path: str = "",
+        overseg_cache: OversegCache | None = None,
+    ) -> None:
         self.model = model.eval()
         self.config = model.config
         self.work_side = work_side or self.config.data.max_side or 448
@@ -54,8 +80,11 @@ class HSGPredictor:
         self.checkpoint_path = checkpoint_path  # named in errors
         if self.config.model.backbone.startswith("resnet"):
             self.model.backbone.set_output_stride(self.config.model.infer_output_stride)
-        self.cache = overseg_cache if overseg_cache is not None else (
-            OversegCache(cache_dir() / "overseg") if self.config.overseg.cache else None)
+        self.cache = (
+            overseg_cache
+            if overseg_cache is not None
+            else (OversegCache(cache_dir() / "overseg") if self.config.overseg.cache else None)
+        )
         self.prediction: Prediction | None = None
         self._lock = threading.Lock()
 
@@ -65,7 +94,7 @@ class HSGPredictor:
 
     @property
     def hierarchy(self) -> str:
-        """"transformers" (HSG's clustering transformers) or "contour" (the contour-aware tree)."""
+        """ "transformers" (HSG's clustering transformers) or "contour" (the contour-aware tree)."""
         return self.config.grouping.infer_hierarchy
 
     @property
@@ -99,8 +128,10 @@ class HSGPredictor:
         emb = self.model.embed(self.model.normalize(x))
         if not torch.isfinite(emb).all():
             source = self.checkpoint_path or f"checkpoint {self.checkpoint_hash[:12]}"
-            raise ValueError(f"{source}: the model produced non-finite embeddings (NaN/inf weights, or "
-                             "weights so large they overflow)")
+            raise ValueError(
+                f"{source}: the model produced non-finite embeddings (NaN/inf weights, or "
+                "weights so large they overflow)"
+            )
         emb = F.interpolate(emb, size=work.shape[:2], mode="bilinear", align_corners=False)
         return F.normalize(emb[0].flatten(1).t().float(), dim=1)
 
@@ -110,12 +141,16 @@ class HSGPredictor:
         g = self.config.grouping
         loc = location_features(h, w, flat.device).reshape(2, -1).t()
         feats = F.normalize(torch.cat([flat, loc], dim=1), dim=1)[None]
-        init, num_clusters = initial_clusters(tuple(g.infer_grid), (h, w), flat.device, g.kmeans_init)
+        init, num_clusters = initial_clusters(
+            tuple(g.infer_grid), (h, w), flat.device, g.kmeans_init
+        )
         clusters = spherical_kmeans(feats, init, num_clusters, g.kmeans_iterations)
         sp = torch.from_numpy(superpixels.astype(np.int64)).to(flat.device).reshape(1, -1)
         return intersect_segments(clusters, sp)[0][0]
 
-    def predict_tree(self, image: np.ndarray) -> tuple[Prediction, Callable[[int], np.ndarray] | None]:
+    def predict_tree(
+        self, image: np.ndarray
+    ) -> tuple[Prediction, Callable[[int], np.ndarray] | None]:
         """`predict`, plus (contour hierarchy only) a function n -> [H, W] int32, the hierarchy's finest
         cut with at most n regions at the image's size: every scale, not only the levels."""
         image = check_rgb(image)
@@ -138,7 +173,9 @@ class HSGPredictor:
         seg = self._segments(flat, superpixels)
         num = int(seg.max()) + 1
         nodes = segment_means(flat, seg, num)
-        pos = segment_means(self.model.cell_positions(h, w, 1.0).reshape(h * w, -1), seg, num, normalize=False)
+        pos = segment_means(
+            self.model.cell_positions(h, w, 1.0).reshape(h * w, -1), seg, num, normalize=False
+        )
         mask = torch.ones(1, num, dtype=torch.bool, device=flat.device)
         hier = self.model.group(nodes[None], pos[None], mask)
         groups = [g[0].cpu().numpy() for g in hier.node_groups]
@@ -147,8 +184,9 @@ class HSGPredictor:
             ids = torch.from_numpy(chain).to(flat.device)[seg]
             embeddings.append(segment_means(flat, ids, int(chain.max()) + 1).cpu().numpy())
         meta = {"checkpoint": self.checkpoint_hash, "work_size": [h, w]}
-        return build_prediction(seg.reshape(h, w).cpu().numpy(), groups, embeddings, image.shape[:2], meta)
-
+        return build_prediction(
+            seg.reshape(h, w).cpu().numpy(), groups, embeddings, image.shape[:2], meta
+        )
 
     def _features(self, work: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """[h, w, 3] uint8 -> (backbone grid [C, gh, gw], unit embedding grid [D, gh, gw])."""
@@ -157,8 +195,10 @@ class HSGPredictor:
         embeddings = F.normalize(self.model.head(backbone), dim=1)
         if not torch.isfinite(embeddings).all():
             source = self.checkpoint_path or f"checkpoint {self.checkpoint_hash[:12]}"
-            raise ValueError(f"{source}: the model produced non-finite embeddings (NaN/inf weights, or "
-                             "weights so large they overflow)")
+            raise ValueError(
+                f"{source}: the model produced non-finite embeddings (NaN/inf weights, or "
+                "weights so large they overflow)"
+            )
         return backbone[0], embeddings[0]
 
     def _predict_contour(self, image: np.ndarray) -> tuple[Prediction, ContourTree]:
@@ -169,41 +209,62 @@ class HSGPredictor:
         c, clock = self.config.contour, Stopwatch()
         check_contour_config(c)
         work, edge_image = downscale_to(image, self.work_side), downscale_to(image, c.edge_side)
-        edges = clock.lap("edges", edge_map(edge_image, self.config.overseg, cache=self.cache, device=self.device))
+        edges = clock.lap(
+            "edges", edge_map(edge_image, self.config.overseg, cache=self.cache, device=self.device)
+        )
         backbone, embeddings = clock.lap("features", self._features(work))
         stride = self.model.backbone.output_stride
         valid = (work.shape[0] / stride, work.shape[1] / stride)
         grid = backbone if c.semantic_features == "backbone" else embeddings
         semantic = semantic_edges(grid, valid, edges.shape, c.semantic_offset, c.semantic_scale)
         pixels = grid_to_pixels(embeddings, valid, edges.shape)  # [D, He*We]
-        params = ContourTreeParams(c.fine_semantic, c.coarse_semantic, c.region_semantic, c.switch_regions)
-        tree = clock.lap("tree", ContourTree.build(edges, semantic, params, lambda labels: region_sums(pixels, labels)))
+        params = ContourTreeParams(
+            c.fine_semantic, c.coarse_semantic, c.region_semantic, c.switch_regions
+        )
+        tree = clock.lap(
+            "tree",
+            ContourTree.build(edges, semantic, params, lambda labels: region_sums(pixels, labels)),
+        )
         maps = [tree.cut_altitude(a) for a in sorted(c.level_altitudes)]
         segment_map, groups = maps[0], [level_of_segments(maps[0], m) for m in maps[1:]]
-        level_embeddings = self._descriptors(segment_map, segment_chains(groups), pixels, backbone, valid)
-        meta = {"checkpoint": self.checkpoint_hash, "work_size": list(work.shape[:2]),
-                "edge_size": list(edges.shape), "hierarchy": "contour"}
+        level_embeddings = self._descriptors(
+            segment_map, segment_chains(groups), pixels, backbone, valid
+        )
+        meta = {
+            "checkpoint": self.checkpoint_hash,
+            "work_size": list(work.shape[:2]),
+            "edge_size": list(edges.shape),
+            "hierarchy": "contour",
+        }
         prediction = build_prediction(segment_map, groups, level_embeddings, image.shape[:2], meta)
         clock.lap("levels", None)
         prediction.meta["seconds"] = clock.seconds
         return prediction, tree
 
-
-    def _descriptors(self, segment_map: np.ndarray, chains: list[np.ndarray], pixels: np.ndarray,
-                     backbone: torch.Tensor, valid: tuple[float, float]) -> list[np.ndarray]:
+    def _descriptors(
+        self,
+        segment_map: np.ndarray,
+        chains: list[np.ndarray],
+        pixels: np.ndarray,
+        backbone: torch.Tensor,
+        valid: tuple[float, float],
+    ) -> list[np.ndarray]:
         """Per level [N_l, D'] unit region descriptors (`contour.region_descriptor`) from level-0 sums."""
         sums = region_sums(pixels, segment_map)
         descriptors = [unit_rows(chain_sums(sums, chain)) for chain in chains]
         if self.config.contour.region_descriptor == "embedding+backbone":
             grid = F.normalize(backbone.float(), dim=0).flatten(1).t().cpu().numpy()  # [P, C]
             patch_sums = patch_overlap(segment_map, tuple(backbone.shape[1:]), valid) @ grid
-            descriptors = [unit_rows(np.concatenate([d, unit_rows(chain_sums(patch_sums, chain))], 1))
-                           for d, chain in zip(descriptors, chains)]
+            descriptors = [
+                unit_rows(np.concatenate([d, unit_rows(chain_sums(patch_sums, chain))], 1))
+                for d, chain in zip(descriptors, chains)
+            ]
         return with_parent_context(descriptors, chains, self.config.contour.parent_context)
 
 
-def with_parent_context(descriptors: list[np.ndarray], chains: list[np.ndarray],
-                        weight: float) -> list[np.ndarray]:
+def with_parent_context(
+    descriptors: list[np.ndarray], chains: list[np.ndarray], weight: float
+) -> list[np.ndarray]:
     """Per level [N_l, 2D] unit rows [d, weight * d_parent] (the top level is its own parent), or the
     descriptors unchanged when weight is 0. Regions that look alike but lie in different wholes
     (a patch of sky over the sea, one over a field) then differ."""
@@ -218,15 +279,19 @@ def with_parent_context(descriptors: list[np.ndarray], chains: list[np.ndarray],
     return out
 
 
-CONTOUR_CHOICES = {"semantic_features": ("backbone", "embedding"),
-                   "region_descriptor": ("embedding", "embedding+backbone")}
+CONTOUR_CHOICES = {
+    "semantic_features": ("backbone", "embedding"),
+    "region_descriptor": ("embedding", "embedding+backbone"),
+}
 
 
 def check_contour_config(c) -> None:
     """One-line errors for contour settings outside their choices."""
     for name, choices in CONTOUR_CHOICES.items():
         if getattr(c, name) not in choices:
-            raise ValueError(f"contour.{name} must be one of {', '.join(choices)}, got {getattr(c, name)!r}")
+            raise ValueError(
+                f"contour.{name} must be one of {', '.join(choices)}, got {getattr(c, name)!r}"
+            )
     if not c.parent_context >= 0:
         raise ValueError(f"contour.parent_context must be >= 0, got {c.parent_context!r}")
 
@@ -251,6 +316,7 @@ def make_extractor(predictor: HSGPredictor, max_side: int = 0):
     `max_side` > 0 downscales larger images on reading (the explorer's upload rule); unreadable
     images and model errors are returned, not raised, so one bad file never stops a build.
     """
+
     def extract(paths):
         out = []
         for path in paths:
@@ -263,13 +329,21 @@ def make_extractor(predictor: HSGPredictor, max_side: int = 0):
     return extract
 
 
-def load_predictor(checkpoint: str | Path, device: str | torch.device = "auto", **kwargs) -> HSGPredictor:
+def load_predictor(
+    checkpoint: str | Path, device: str | torch.device = "auto", **kwargs
+) -> HSGPredictor:
     """Build the model from the config stored in `checkpoint`, load its weights, move to `device`."""
     data = read_checkpoint(checkpoint)
-    config = inference_config(checkpoint_config(data, checkpoint))  # opens no file the checkpoint names
+    config = inference_config(
+        checkpoint_config(data, checkpoint)
+    )  # opens no file the checkpoint names
     check_finite(data["model"], checkpoint)
     model = HSG(config)
     load_model_state(model, data["model"], checkpoint, config)
     device = pick_device(device) if isinstance(device, str) else device
-    return HSGPredictor(model.to(device), checkpoint_hash=file_sha256(checkpoint), checkpoint_path=str(checkpoint),
-                        **kwargs)
+    return HSGPredictor(
+        model.to(device),
+        checkpoint_hash=file_sha256(checkpoint),
+        checkpoint_path=str(checkpoint),
+        **kwargs,
+    )

@@ -2,6 +2,7 @@
 
 Shapes: B crops, N = h*w pixels of a feature grid, D embedding dims, S segments.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,10 +20,15 @@ def location_features(height: int, width: int, device: torch.device) -> Tensor:
     return torch.stack([grid_y, grid_x])
 
 
-GRID_RULES = ("equal", "original")  # k-means grid initialisation rules (config grouping.kmeans_init)
+GRID_RULES = (
+    "equal",
+    "original",
+)  # k-means grid initialisation rules (config grouping.kmeans_init)
 
 
-def grid_initial_labels(grid: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
+def grid_initial_labels(
+    grid: tuple[int, int], size: tuple[int, int], device: torch.device
+) -> Tensor:
     """[h*w] initial cluster ids: a gy x gx grid of equal rectangular cells, ids 0..gy*gx-1 row-major."""
     (gy, gx), (h, w) = grid, size
     rows = torch.div(torch.arange(h, device=device) * gy, h, rounding_mode="floor")
@@ -30,7 +36,9 @@ def grid_initial_labels(grid: tuple[int, int], size: tuple[int, int], device: to
     return (rows[:, None] * gx + cols[None, :]).reshape(-1)
 
 
-def original_grid_labels(grid: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
+def original_grid_labels(
+    grid: tuple[int, int], size: tuple[int, int], device: torch.device
+) -> Tensor:
     """[h*w] initial cluster ids by the original's rule (spec §2, `initialize_cluster_labels`).
 
     Row r of h gets cell round(r (gy-1) / (h-1)), i.e. round(linspace(0, gy-1, h)) in float32 with
@@ -46,8 +54,9 @@ def original_grid_labels(grid: tuple[int, int], size: tuple[int, int], device: t
     return torch.unique(ids.reshape(-1), return_inverse=True)[1]
 
 
-def initial_clusters(grid: tuple[int, int], size: tuple[int, int], device: torch.device,
-                     rule: str = "equal") -> tuple[Tensor, int]:
+def initial_clusters(
+    grid: tuple[int, int], size: tuple[int, int], device: torch.device, rule: str = "equal"
+) -> tuple[Tensor, int]:
     """Initial k-means labels [h*w] of a gy x gx grid on an h x w map, and the cluster count to use.
 
     rule "equal": equal cells, gy*gx clusters (ours); "original": `original_grid_labels`, as many
@@ -61,8 +70,13 @@ def initial_clusters(grid: tuple[int, int], size: tuple[int, int], device: torch
     raise ValueError(f"unknown k-means grid rule {rule!r}; rules: {', '.join(GRID_RULES)}")
 
 
-def spherical_kmeans(features: Tensor, labels: Tensor, num_clusters: int, iterations: int,
-                     valid: Tensor | None = None) -> Tensor:
+def spherical_kmeans(
+    features: Tensor,
+    labels: Tensor,
+    num_clusters: int,
+    iterations: int,
+    valid: Tensor | None = None,
+) -> Tensor:
     """Batched spherical k-means from given initial labels.
 
     Each iteration: M-step mu_k = normalize(sum_{z_i = k} x_i) (an empty cluster gets 0), then
@@ -80,7 +94,9 @@ def spherical_kmeans(features: Tensor, labels: Tensor, num_clusters: int, iterat
     valid = torch.ones(b, n, dtype=torch.bool, device=features.device) if valid is None else valid
     weights = valid.to(features.dtype)
     for _ in range(iterations):
-        one_hot = F.one_hot(labels.clamp_min(0), num_clusters).to(features.dtype) * weights[..., None]
+        one_hot = (
+            F.one_hot(labels.clamp_min(0), num_clusters).to(features.dtype) * weights[..., None]
+        )
         centroids = F.normalize(one_hot.transpose(1, 2) @ features, dim=-1)  # [B, K, C]
         labels = (features @ centroids.transpose(1, 2)).argmax(-1)
     return torch.where(valid, labels, torch.full_like(labels, IGNORE))
@@ -125,8 +141,9 @@ def intersect_segments(clusters: Tensor, superpixels: Tensor) -> tuple[Tensor, T
     return segment_ids, unique_keys
 
 
-def segment_means(embeddings: Tensor, segment_ids: Tensor, num_segments: int,
-                  normalize: bool = True) -> Tensor:
+def segment_means(
+    embeddings: Tensor, segment_ids: Tensor, num_segments: int, normalize: bool = True
+) -> Tensor:
     """Mean embedding of each segment (unit-normalised by default).
 
     Args:

@@ -5,6 +5,7 @@ saved, so `resume=True` continues exactly: same step, optimizer, schedule and ba
 Logs every loss term to `log.jsonl` and `log.csv`; writes `checkpoint.pt` atomically, next to the
 resolved `config.yaml` and a `data_manifest.json` of the images it trains on.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,7 +22,15 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from hsg_files import atomic_write_text
-from .checkpoint import FORMAT, atomic_torch_save, checkpoint_config, load_model_state, model_state, read_checkpoint
+
+from .checkpoint import (
+    FORMAT,
+    atomic_torch_save,
+    checkpoint_config,
+    load_model_state,
+    model_state,
+    read_checkpoint,
+)
 from .config import HSGConfig
 from .data import MultiviewFolder, collate_views, to_batch
 from .distributed import DistInfo, init_from_env
@@ -56,13 +65,18 @@ def build_model(cfg: HSGConfig, device: torch.device, info: DistInfo) -> torch.n
     if cfg.train.init_from:
         data = read_checkpoint(cfg.train.init_from)
         result = model.load_state_dict(data["model"], strict=False)
-        LOG.info("initialised from %s (new: %d tensors)", cfg.train.init_from, len(result.missing_keys))
+        LOG.info(
+            "initialised from %s (new: %d tensors)", cfg.train.init_from, len(result.missing_keys)
+        )
     objective = Objective(model, cfg).to(device)
     if info.world_size > 1:
         objective = convert_sync_batchnorm(objective, device)
         # unused by design: the transformers in stage 1, the top level's feature head always
-        objective = DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None,
-                                            find_unused_parameters=True)
+        objective = DistributedDataParallel(
+            objective,
+            device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
     return objective
 
 
@@ -132,13 +146,26 @@ def data_manifest(dataset: MultiviewFolder) -> dict:
             size = -1  # unreadable: the dataset skips it at load time
         files.append([path.relative_to(dataset.root).as_posix(), size])
     digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()
-    return {"root": str(dataset.root.resolve()), "images": len(files), "digest": digest, "files": files}
+    return {
+        "root": str(dataset.root.resolve()),
+        "images": len(files),
+        "digest": digest,
+        "files": files,
+    }
 
 
 def save_training_checkpoint(path: Path, model, optimizer, cfg: HSGConfig, step: int) -> None:
-    atomic_torch_save({"format": FORMAT, "config": cfg.to_dict(), "model": model_state(unwrap(model), cfg),
-                       "optimizer": optimizer.state_dict(), "step": step,
-                       "torch_rng": torch.get_rng_state()}, path)
+    atomic_torch_save(
+        {
+            "format": FORMAT,
+            "config": cfg.to_dict(),
+            "model": model_state(unwrap(model), cfg),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "torch_rng": torch.get_rng_state(),
+        },
+        path,
+    )
 
 
 def restore(path: Path, model, optimizer, cfg: HSGConfig) -> int:
@@ -156,8 +183,14 @@ def _loader(cfg: HSGConfig, dataset: MultiviewFolder, info: DistInfo, start: int
     sampler = PositionSampler(cfg.train.batch_size, info, start, cfg.train.iterations)
     # its own generator: drawing the worker seed from the global RNG would shift dropout after a resume
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    return DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler, collate_fn=collate_views,
-                      num_workers=cfg.data.num_workers, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.train.batch_size,
+        sampler=sampler,
+        collate_fn=collate_views,
+        num_workers=cfg.data.num_workers,
+        generator=generator,
+    )
 
 
 def train_step(objective, optimizer, scaler, batch, autocast) -> dict[str, float]:
@@ -171,8 +204,15 @@ def train_step(objective, optimizer, scaler, batch, autocast) -> dict[str, float
     return {("loss" if k == "total" else k): float(v.detach()) for k, v in terms.items()}
 
 
-def train(cfg: HSGConfig, data_root: str | Path, out_dir: str | Path, *, device: torch.device,
-          resume: bool = False, max_steps: int | None = None) -> Path:
+def train(
+    cfg: HSGConfig,
+    data_root: str | Path,
+    out_dir: str | Path,
+    *,
+    device: torch.device,
+    resume: bool = False,
+    max_steps: int | None = None,
+) -> Path:
     """Train HSG on the images under `data_root`; returns the checkpoint path.
 
     Args:
@@ -181,10 +221,14 @@ def train(cfg: HSGConfig, data_root: str | Path, out_dir: str | Path, *, device:
     """
     out_dir = Path(out_dir)
     info = init_from_env(device.type)
-    dataset = MultiviewFolder(data_root, cfg.data, cfg.overseg, seed=cfg.train.seed)  # a bad folder fails here
+    dataset = MultiviewFolder(
+        data_root, cfg.data, cfg.overseg, seed=cfg.train.seed
+    )  # a bad folder fails here
     if info.is_main:
         atomic_write_text(out_dir / "config.yaml", cfg.to_yaml())
-        atomic_write_text(out_dir / "data_manifest.json", json.dumps(data_manifest(dataset), indent=1))
+        atomic_write_text(
+            out_dir / "data_manifest.json", json.dumps(data_manifest(dataset), indent=1)
+        )
     torch.manual_seed(cfg.train.seed + info.rank)
     model = build_model(cfg, device, info)
     optimizer = build_optimizer(model, cfg.train)
@@ -195,7 +239,9 @@ def train(cfg: HSGConfig, data_root: str | Path, out_dir: str | Path, *, device:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     log = RunLog(out_dir, info.is_main)
     log.rewind(start)
-    end = cfg.train.iterations if max_steps is None else min(cfg.train.iterations, start + max_steps)
+    end = (
+        cfg.train.iterations if max_steps is None else min(cfg.train.iterations, start + max_steps)
+    )
     model.train()
     loader = _loader(cfg, dataset, info, start)
     bar = tqdm(total=end - start, initial=0, disable=not info.is_main, desc="train", unit="step")

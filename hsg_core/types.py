@@ -3,6 +3,7 @@
 Nothing here imports torch, so a `Prediction` can live in `gr.State`, be pickled by the
 index builder, or be written to JSON without touching the model.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,9 @@ class Prediction:
     def _check_xy(self, level: int, x: int, y: int) -> None:
         h, w = self.image_size
         if not 0 <= level < self.num_levels:
-            raise ValueError(f"level {level} out of range: this image has levels 0..{self.num_levels - 1}")
+            raise ValueError(
+                f"level {level} out of range: this image has levels 0..{self.num_levels - 1}"
+            )
         if not (0 <= x < w and 0 <= y < h):
             raise ValueError(f"pixel (x={x}, y={y}) outside the {w}x{h} image")
 

@@ -1,4 +1,5 @@
 """Colour overlays, region boundaries and outlined crops (numpy only)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,14 @@ def palette(num: int, seed: int = 7) -> np.ndarray:
     i = np.floor(hues * 6).astype(int) % 6
     f = hues * 6 - np.floor(hues * 6)
     p, q, t = val * (1 - sat), val * (1 - sat * f), val * (1 - sat * (1 - f))
-    table = np.stack([np.choose(i, [val, q, p, p, t, val]), np.choose(i, [t, val, val, q, p, p]),
-                      np.choose(i, [p, p, t, val, val, q])], axis=1)
+    table = np.stack(
+        [
+            np.choose(i, [val, q, p, p, t, val]),
+            np.choose(i, [t, val, val, q, p, p]),
+            np.choose(i, [p, p, t, val, val, q]),
+        ],
+        axis=1,
+    )
     return (table * 255).astype(np.uint8)
 
 
@@ -28,9 +35,15 @@ def boundaries(label_map: np.ndarray) -> np.ndarray:
     return edge
 
 
-def overlay_regions(image: np.ndarray, label_map: np.ndarray, *, alpha: float = 0.45,
-                    draw_boundaries: bool = True, fill: bool = True,
-                    boundary_colour: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+def overlay_regions(
+    image: np.ndarray,
+    label_map: np.ndarray,
+    *,
+    alpha: float = 0.45,
+    draw_boundaries: bool = True,
+    fill: bool = True,
+    boundary_colour: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
     """Blend a colour per region over `image` [H, W, 3] uint8 and draw region boundaries."""
     out = image.astype(np.float32)
     if fill:
@@ -41,8 +54,13 @@ def overlay_regions(image: np.ndarray, label_map: np.ndarray, *, alpha: float = 
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def highlight(image: np.ndarray, mask: np.ndarray, *, dim: float = 0.55,
-              colour: tuple[int, int, int] = (255, 215, 0)) -> np.ndarray:
+def highlight(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    dim: float = 0.55,
+    colour: tuple[int, int, int] = (255, 215, 0),
+) -> np.ndarray:
     """Dim everything outside `mask` [H, W] bool and outline the mask in `colour`."""
     out = image.astype(np.float32)
     out[~mask] *= 1 - dim
@@ -50,8 +68,14 @@ def highlight(image: np.ndarray, mask: np.ndarray, *, dim: float = 0.55,
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def outlined_crop(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], *,
-                  margin: float = 0.15, colour: tuple[int, int, int] = (255, 215, 0)) -> np.ndarray:
+def outlined_crop(
+    image: np.ndarray,
+    mask: np.ndarray,
+    box: tuple[int, int, int, int],
+    *,
+    margin: float = 0.15,
+    colour: tuple[int, int, int] = (255, 215, 0),
+) -> np.ndarray:
     """Crop around `box` (x0, y0, x1, y1) with a margin, the region outlined."""
     h, w = mask.shape
     x0, y0, x1, y1 = box

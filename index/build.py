@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .commit import commit_job
 from .dataset import file_digest, list_images

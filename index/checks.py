@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import faiss
 import numpy as np
@@ -107,7 +107,9 @@ def faiss_ids(index: faiss.Index) -> np.ndarray:
     return np.concatenate(blocks).astype(np.int64, copy=False) if blocks else np.zeros(0, np.int64)
 
 
-def _faiss_blocks(index: faiss.Index, codes: bool) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+def _faiss_blocks(
+    index: faiss.Index, codes: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """(ids [n], float32 vectors [n, D] or None) per storage block: the whole Flat index, or each
     non-empty IVF list. Vectors only for Flat and IVF-Flat codes (others are lossy: None)."""
     ivf = ivf_of(index)
@@ -149,8 +151,10 @@ def check_faiss(index: faiss.Index, sorted_ids: np.ndarray, path: Path, norms: b
         missing = np.setdiff1d(sorted_ids, held)
         extra = np.setdiff1d(held, sorted_ids)
         detail = (
-            f"id {int(extra[0])} is not in the metadata" if extra.size
-            else f"metadata id {int(missing[0])} is missing" if missing.size
+            f"id {int(extra[0])} is not in the metadata"
+            if extra.size
+            else f"metadata id {int(missing[0])} is missing"
+            if missing.size
             else "an id is held twice"
         )
         raise IndexFormatError(f"{path}: the faiss ids differ from the metadata ids ({detail})")

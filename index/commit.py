@@ -180,7 +180,8 @@ def _write_generation(
     names = generation_names(generation)
     content = {"vectors": vectors, "metadata": table, "index": index}
     files = {
-        kind: write_data_file(Path(out_dir) / names[kind], kind, content[kind]) for kind in DATA_FILES
+        kind: write_data_file(Path(out_dir) / names[kind], kind, content[kind])
+        for kind in DATA_FILES
     }
     levels = table.column("level").to_numpy()
     ivf = ivf_of(index)

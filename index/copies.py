@@ -20,9 +20,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -130,7 +130,7 @@ class CopyTransform:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CopyTransform":
+    def from_dict(cls, data: dict) -> CopyTransform:
         return cls(
             **{
                 **data,

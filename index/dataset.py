@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import hsg_files
 from hsg_files import file_sha256 as file_digest  # noqa: F401  (index's name for it)

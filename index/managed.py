@@ -27,7 +27,9 @@ LOG = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
-def managed_index_dir(index_root: Path, folder: Path, checkpoint_hash: str, *, built: bool = False) -> Path:
+def managed_index_dir(
+    index_root: Path, folder: Path, checkpoint_hash: str, *, built: bool = False
+) -> Path:
     """Cache folder of an index managed for `folder` and a checkpoint.
 
     Named after the folder's real path (hashed) as well as its name, so two folders never share an
@@ -40,20 +42,37 @@ def managed_index_dir(index_root: Path, folder: Path, checkpoint_hash: str, *, b
     return Path(index_root) / "built" / name if built else Path(index_root) / name
 
 
-def build_or_update(data_root: Path, index_dir: Path, extract: Extractor, *, checkpoint_hash: str,
-                    update: bool = True, **options) -> dict:
+def build_or_update(
+    data_root: Path,
+    index_dir: Path,
+    extract: Extractor,
+    *,
+    checkpoint_hash: str,
+    update: bool = True,
+    **options,
+) -> dict:
     """Update the index in `index_dir` when one is there (and `update`), else build it; resumable.
 
     `options` go to `build_index`/`update_index` (batch_size, progress, should_stop, factory).
     Returns the job's summary (its "status" is "complete" when the index is ready).
     """
     run = update_index if update and (Path(index_dir) / MANIFEST_NAME).exists() else build_index
-    return run(Path(data_root), Path(index_dir), extract, checkpoint_hash=checkpoint_hash, **options)
+    return run(
+        Path(data_root), Path(index_dir), extract, checkpoint_hash=checkpoint_hash, **options
+    )
 
 
-def open_or_build(data_root: Path | None, index_dir: Path, extract: Extractor, *, checkpoint_hash: str,
-                  managed: bool = False, progress: Progress | None = None, batch_size: int = 4,
-                  note: Callable[[str], None] = LOG.info) -> SegmentIndex:
+def open_or_build(
+    data_root: Path | None,
+    index_dir: Path,
+    extract: Extractor,
+    *,
+    checkpoint_hash: str,
+    managed: bool = False,
+    progress: Progress | None = None,
+    batch_size: int = 4,
+    note: Callable[[str], None] = LOG.info,
+) -> SegmentIndex:
     """Open the index at `index_dir` when it matches the checkpoint and `data_root`; else build it.
 
     A damaged or mismatched index is rebuilt only when it is `managed` (a cache folder named by
@@ -71,7 +90,9 @@ def open_or_build(data_root: Path | None, index_dir: Path, extract: Extractor, *
     if (Path(index_dir) / MANIFEST_NAME).exists():
         try:
             note(f"opening the index {index_dir}")
-            return SegmentIndex.open(index_dir, checkpoint_hash=checkpoint_hash, data_root=data_root)
+            return SegmentIndex.open(
+                index_dir, checkpoint_hash=checkpoint_hash, data_root=data_root
+            )
         except IndexFormatError as err:
             if not managed:
                 raise
@@ -80,8 +101,14 @@ def open_or_build(data_root: Path | None, index_dir: Path, extract: Extractor, *
     if data_root is None:
         raise FileNotFoundError(f"{index_dir}: no index there; give --data to build one")
     note(f"indexing {data_root} into {index_dir}")
-    build_index(Path(data_root), Path(index_dir), extract, checkpoint_hash=checkpoint_hash,
-                batch_size=batch_size, progress=progress)
+    build_index(
+        Path(data_root),
+        Path(index_dir),
+        extract,
+        checkpoint_hash=checkpoint_hash,
+        batch_size=batch_size,
+        progress=progress,
+    )
     return SegmentIndex.open(index_dir, checkpoint_hash=checkpoint_hash, data_root=data_root)
 
 
@@ -99,7 +126,11 @@ def open_relocated(index_dir: Path, data_root: Path, *, checkpoint_hash: str) ->
     frame = index.metadata.drop_duplicates("image")
     recorded = dict(zip(frame["image"], frame["image_hash"]))
     present = list_images(Path(data_root))
-    if sorted(recorded) != present or any(file_digest(Path(data_root) / n) != h for n, h in recorded.items()):
-        raise DataRootMismatchError(f"{index_dir}: does not index the images of {data_root} as they are now")
+    if sorted(recorded) != present or any(
+        file_digest(Path(data_root) / n) != h for n, h in recorded.items()
+    ):
+        raise DataRootMismatchError(
+            f"{index_dir}: does not index the images of {data_root} as they are now"
+        )
     index.data_root = Path(data_root)
     return index

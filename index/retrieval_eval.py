@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -138,7 +138,7 @@ class ColourBaseline:
     @classmethod
     def build(
         cls, maps: RegionMaps, images: Sequence[str], root: Path, load: ImageLoader
-    ) -> "ColourBaseline":
+    ) -> ColourBaseline:
         """Loads every image under `root` and describes each of its regions."""
         per_level: dict[int, list[tuple[str, np.ndarray]]] = {}
         for image in images:
@@ -181,9 +181,7 @@ def hit_rank(hits: list[Hit], image: str, level: int, region: int) -> int | None
     return None
 
 
-def evaluate_retrieval(
-    index: SegmentIndex, pairs: Sequence[CopyPair], load: ImageLoader
-) -> dict:
+def evaluate_retrieval(index: SegmentIndex, pairs: Sequence[CopyPair], load: ImageLoader) -> dict:
     """Recall@1/@10 per level of the index's embeddings, over the given copy pairs.
 
     Args:

@@ -14,8 +14,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from hsg_files import atomic_write_text
 
@@ -91,8 +91,14 @@ def run_retrieval(
     images = len(index.images())
     report = {
         "title": f"HSG retrieval evaluation: {copies} copies among {images} images",
-        "dataset": {"data": os.path.abspath(data), "work": str(work), "index": str(index_dir),
-                    "images": images, "copies": copies, "seed": seed},
+        "dataset": {
+            "data": os.path.abspath(data),
+            "work": str(work),
+            "index": str(index_dir),
+            "images": images,
+            "copies": copies,
+            "seed": seed,
+        },
         "definitions": definitions(),
         "checkpoint": checkpoint,
         "checkpoint_hash": checkpoint_hash,
@@ -138,7 +144,9 @@ def _index_work_folder(
                 f"{index_dir}: indexes {indexed}, not the work folder {work}; "
                 "give another index folder"
             )
-    build_or_update(work, index_dir, extract, checkpoint_hash=checkpoint_hash, batch_size=batch_size)
+    build_or_update(
+        work, index_dir, extract, checkpoint_hash=checkpoint_hash, batch_size=batch_size
+    )
     return SegmentIndex.open(index_dir, checkpoint_hash=checkpoint_hash)
 
 

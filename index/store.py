@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import faiss
 import numpy as np
@@ -97,7 +98,7 @@ class SegmentIndex:
         path: Path,
         manifest: dict,
         index: faiss.Index,
-        metadata: "LazyMetadata",
+        metadata: LazyMetadata,
         vectors: np.ndarray,
         gpu_index: faiss.Index | None,
         mmap: bool,
@@ -133,7 +134,7 @@ class SegmentIndex:
         mmap: bool = False,
         use_gpu: bool | None = None,
         verify: bool = True,
-    ) -> "SegmentIndex":
+    ) -> SegmentIndex:
         """Opens the index in folder `path` (or its manifest.json).
 
         Always checked: the manifest, the size of each data file, row counts, dimensions, that
@@ -172,7 +173,9 @@ class SegmentIndex:
             check_data_root(manifest["data_root"], data_root, folder / MANIFEST_NAME)
         files = {kind: data_file(folder, manifest, kind) for kind in DATA_FILES}
         hashed = manifest["format_version"] >= 2 and verify
-        late = verify and sum(e["bytes"] for e in manifest["files"].values()) > BACKGROUND_VERIFY_BYTES
+        late = (
+            verify and sum(e["bytes"] for e in manifest["files"].values()) > BACKGROUND_VERIFY_BYTES
+        )
         digests = hash_in_background(files, low_priority=late) if hashed else {}
         if verify and not hashed:
             LOG.warning(
@@ -212,7 +215,7 @@ class SegmentIndex:
 
     @property
     def verification(self) -> str:
-        """"done" (checked at open, or in the background and passed), "running" or "failed"."""
+        """ "done" (checked at open, or in the background and passed), "running" or "failed"."""
         if self._checks is None or (self._checks.done() and self._checks.exception() is None):
             return "done"
         return "running" if not self._checks.done() else "failed"
@@ -464,7 +467,7 @@ def _check_consistent(
     files: dict[str, Path],
     manifest: dict,
     index: faiss.Index,
-    metadata: "LazyMetadata",
+    metadata: LazyMetadata,
     vectors: np.ndarray,
 ) -> None:
     """Row counts, dimensions and id order agree between the three data files and the manifest."""
@@ -600,11 +603,15 @@ def verify_index(path: Path, *, upgrade: bool = False) -> dict:
         if upgrade:
             with job_lock(folder):
                 if read_manifest(folder)["job_id"] != manifest["job_id"]:
-                    raise IndexFormatError(f"{folder}: the index changed while it was verified; retry")
+                    raise IndexFormatError(
+                        f"{folder}: the index changed while it was verified; retry"
+                    )
                 files = {kind: dict(entry) for kind, entry in manifest["files"].items()}
-                for kind, entry in files.items():
+                for entry in files.values():
                     entry["sha256"] = file_sha256(folder / entry["name"])
-                write_json(folder / MANIFEST_NAME, {**manifest, **manifest_header(), "files": files})
+                write_json(
+                    folder / MANIFEST_NAME, {**manifest, **manifest_header(), "files": files}
+                )
             checksums = "recorded"
     return {
         "path": str(folder),

@@ -7,9 +7,9 @@ parents) using numpy only, so the index can be exercised without a model.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

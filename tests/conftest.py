@@ -4,6 +4,7 @@ Tests that need fetched pretrained weights use `fetched_weights`: it skips with 
 the weights are absent, unless HSG_REQUIRE_WEIGHTS=1 (CI sets it, after `hsg weights fetch`),
 where a missing file fails the test instead of hiding it.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,7 +78,7 @@ def make_shapes_image(rng, height: int = 64, width: int = 80):
         r = rng.uniform(6, 20)
         colour = rng.uniform(0, 255, 3)
         if rng.random() < 0.5:
-            inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2
+            inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
         else:
             inside = (abs(yy - cy) < r) & (abs(xx - cx) < r * 0.7)
         image[inside] = colour
@@ -121,8 +122,24 @@ def tiny_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     images = write_shapes_images(root / "images", [(48, 64)] * 3)
     run = root / "run"
-    assert cli.main(["train", "--config", "tiny", "--data", str(images), "--out", str(run),
-                     "--set", "train.iterations=2", "--device", "cpu"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--config",
+                "tiny",
+                "--data",
+                str(images),
+                "--out",
+                str(run),
+                "--set",
+                "train.iterations=2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return run / "checkpoint.pt", images
 
 
@@ -136,8 +153,12 @@ def explorer(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
     data = write_shapes_images(root / "data", [(60 + 8 * i, 96) for i in range(5)], "img{}.png")
     predictor = GridPredictor()
-    index = open_or_build(data, root / "index", ex.index_extractor(predictor),
-                          checkpoint_hash=predictor.checkpoint_hash)
+    index = open_or_build(
+        data,
+        root / "index",
+        ex.index_extractor(predictor),
+        checkpoint_hash=predictor.checkpoint_hash,
+    )
     return ex.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
 
 
@@ -148,7 +169,9 @@ def png_header_only(width: int, height: int, colour_type: int = 2) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
@@ -162,8 +185,11 @@ def tree_digest(folder) -> dict:
     folder = Path(folder)
     if not folder.exists():
         return {}
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> str:
@@ -172,8 +198,11 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> str:
 
     from serve_options import NOTE  # the explorer's status lines, like progress bars, are no error
 
-    lines = [line for line in err.splitlines()
-             if line.strip() and not re.search(r"\d+%\|", line) and not line.startswith(NOTE)]
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.strip() and not re.search(r"\d+%\|", line) and not line.startswith(NOTE)
+    ]
     assert code == 2, (code, err)
     assert len(lines) == 1 and lines[0].startswith("hsg: error: "), err
     assert "Traceback" not in err
@@ -207,7 +236,12 @@ def root_with_links_out(base: Path) -> tuple[Path, Path]:
     (root / "sub").mkdir(parents=True)
     outside.mkdir()
     pixels = np.full((20, 30, 3), 120, np.uint8)
-    for path in (root / "real.png", root / "sub" / "deep.png", outside / "photo.jpg", outside / "far.png"):
+    for path in (
+        root / "real.png",
+        root / "sub" / "deep.png",
+        outside / "photo.jpg",
+        outside / "far.png",
+    ):
         Image.fromarray(pixels).save(path)
     (outside / "secret.txt").write_text("top secret")
     (root / "alias.png").symlink_to(root / "real.png")

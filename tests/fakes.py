@@ -1,4 +1,5 @@
 """A numpy-only stand-in for HSGPredictor: nested grid hierarchies with colour-based embeddings."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,8 +30,16 @@ class GridPredictor:
         for chain in chains:
             ids = chain[segment_map]
             num = int(ids.max()) + 1
-            colour = np.stack([np.bincount(ids.ravel(), image[..., c].ravel().astype(float), num) for c in range(3)], 1)
+            colour = np.stack(
+                [
+                    np.bincount(ids.ravel(), image[..., c].ravel().astype(float), num)
+                    for c in range(3)
+                ],
+                1,
+            )
             colour /= np.bincount(ids.ravel(), minlength=num)[:, None]
             vec = np.concatenate([colour / 255.0 - 0.5, np.full((num, 1), 0.3)], 1)
             embeddings.append((vec / np.linalg.norm(vec, axis=1, keepdims=True)).astype(np.float32))
-        return build_prediction(segment_map, groups, embeddings, (h, w), {"checkpoint": self.checkpoint_hash})
+        return build_prediction(
+            segment_map, groups, embeddings, (h, w), {"checkpoint": self.checkpoint_hash}
+        )

@@ -15,19 +15,28 @@ def test_gallery_equals_index_query(explorer):
     assert session.source == "img0.png"
     session, _, items = ex.select_at(explorer.index, session, 10, 10, 1, k=4, one_per_image=True)
     level, region = session.selected
-    want = explorer.index.search(session.prediction.levels[level].embeddings[region], k=4, levels=[1],
-                                 exclude_image="img0.png", one_per_image=True)
+    want = explorer.index.search(
+        session.prediction.levels[level].embeddings[region],
+        k=4,
+        levels=[1],
+        exclude_image="img0.png",
+        one_per_image=True,
+    )
     assert [h.id for h in session.hits] == [h.id for h in want]
     assert [caption for _, caption in items] == [f"L1 · {h.score:.3f} · {h.image}" for h in want]
     assert all(h.image != "img0.png" for h in session.hits)
     every = ex.query_hits(explorer.index, session, 0, 0, k=2, every_level=True, one_per_image=False)
-    assert sorted(every) == [0, 1, 2, 3] and all(all(h.level == lv for h in hs) for lv, hs in every.items())
+    assert sorted(every) == [0, 1, 2, 3] and all(
+        all(h.level == lv for h in hs) for lv, hs in every.items()
+    )
 
 
 @pytest.fixture(scope="module")
 def server(explorer):
     port = free_port()
-    demo = app.launch(explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True)
+    demo = app.launch(
+        explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True
+    )
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -37,7 +46,9 @@ def test_api_through_gradio_client(server, explorer):
 
     client = Client(server, verbose=False)
     client.predict(handle_file(str(explorer.examples[1])), 0, 0.45, False, api_name="/load_image")
-    _, chain, gallery, _ = client.predict(70, 30, 1, 0.45, False, 3, "same level", True, api_name="/click_xy")
+    _, chain, gallery, _ = client.predict(
+        70, 30, 1, 0.45, False, 3, "same level", True, api_name="/click_xy"
+    )
     assert [row[0] for row in chain["data"]] == [0, 1, 2, 3]
     assert len(gallery) == 3 and all(item["caption"].startswith("L1 · ") for item in gallery)
     other = Client(server, verbose=False)  # a second session has no image: no cross-talk
@@ -99,16 +110,23 @@ def test_build_and_update_of_the_index_tab_run_one_at_a_time(tmp_path):
     predictor = SlowPredictor()
     explorer = ex.Explorer(predictor, None, [], [data], tmp_path / "indexes")
     port = free_port()
-    demo = app.launch(explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True)
+    demo = app.launch(
+        explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         build = Client(url, verbose=False).submit(str(data), api_name="/build_index")
         assert predictor.started.wait(60)
         update = Client(url, verbose=False).submit(str(data), api_name="/update_index")
-        built, updated = json.loads(build.result(timeout=120)), json.loads(update.result(timeout=120))
+        built, updated = (
+            json.loads(build.result(timeout=120)),
+            json.loads(update.result(timeout=120)),
+        )
     finally:
         demo.close()
-    assert built["images"] == updated["images"] == 4 and updated["generation"] == 1  # nothing to update
+    assert (
+        built["images"] == updated["images"] == 4 and updated["generation"] == 1
+    )  # nothing to update
     assert predictor.most == 1  # the update waited for the build
 
 
@@ -122,8 +140,12 @@ def test_links_out_of_the_data_root_are_not_shown_indexed_or_opened(tmp_path, mo
 
     root, outside = root_with_links_out(tmp_path)
     monkeypatch.setenv("HSG_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(hsg_core.predictor, "load_predictor", lambda *args, **kwargs: GridPredictor())
-    explorer = app.load_app(app.parse_args(["--data", str(root)]))  # the startup path of `hsg serve`
+    monkeypatch.setattr(
+        hsg_core.predictor, "load_predictor", lambda *args, **kwargs: GridPredictor()
+    )
+    explorer = app.load_app(
+        app.parse_args(["--data", str(root)])
+    )  # the startup path of `hsg serve`
     inside = ["alias.png", "real.png", "sub/deep.png"]
     assert [p.relative_to(root).as_posix() for p in explorer.examples] == inside
     assert sorted(explorer.index.images()) == inside
@@ -163,15 +185,24 @@ def test_an_upload_error_names_the_file_escaped_and_no_server_folder(explorer):
             app._on_image(explorer, value, 0, 0.45, False)
     finally:
         shutil.rmtree(folder)
-    assert info.value.message == "evil\\nhsg: error: forged\\x1b[2J.png: not an image file (unrecognised format)"
+    assert (
+        info.value.message
+        == "evil\\nhsg: error: forged\\x1b[2J.png: not an image file (unrecognised format)"
+    )
 
 
-def test_the_cache_and_upload_folder_are_bounded_through_the_apps_own_builders(explorer, monkeypatch):
+def test_the_cache_and_upload_folder_are_bounded_through_the_apps_own_builders(
+    explorer, monkeypatch
+):
     """gradio deletes uploads CACHE_TTL_S after they arrive, looking every CACHE_SWEEP_S (`delete_cache`), and
     `launch` passes the UploadBudget middleware: together they bound gradio's upload folder (~1.4 GB)."""
     monkeypatch.delenv(app.UPLOAD_ENV, raising=False)
     frequency, age = app.build_demo(explorer).delete_cache
-    assert (frequency, age) == (app.CACHE_SWEEP_S, app.CACHE_TTL_S) and frequency <= 600 and age <= 3600
+    assert (
+        (frequency, age) == (app.CACHE_SWEEP_S, app.CACHE_TTL_S)
+        and frequency <= 600
+        and age <= 3600
+    )
     middleware = app.launch_options(app.parse_args([]), explorer)["app_kwargs"]["middleware"]
     assert [m.cls for m in middleware] == [app.UploadBudget]
     rate, burst = middleware[0].kwargs["bytes_per_hour"], middleware[0].kwargs["burst"]
@@ -181,13 +212,17 @@ def test_the_cache_and_upload_folder_are_bounded_through_the_apps_own_builders(e
     assert app.upload_budget().kwargs == {"bytes_per_hour": 8 << 20, "burst": 2 << 20}
     for bad in ("lots", "0", "-3", "inf"):
         monkeypatch.setenv(app.UPLOAD_ENV, bad)
-        with pytest.raises(ValueError, match=f"{app.UPLOAD_ENV}='{bad}': expected a positive number"):
+        with pytest.raises(
+            ValueError, match=f"{app.UPLOAD_ENV}='{bad}': expected a positive number"
+        ):
             app.upload_budget()
 
 
 def test_upload_budget_refills_at_its_rate_up_to_its_burst():
     now = [0.0]
-    budget = app.UploadBudget(None, bytes_per_hour=3600, burst=100, clock=lambda: now[0])  # 1 byte a second
+    budget = app.UploadBudget(
+        None, bytes_per_hour=3600, burst=100, clock=lambda: now[0]
+    )  # 1 byte a second
     assert budget.admit(100) and not budget.admit(1)
     now[0] += 10
     assert budget.admit(10) and not budget.admit(1)
@@ -203,7 +238,9 @@ def test_a_served_app_refuses_uploads_beyond_its_budget_before_reading_them(expl
 
     monkeypatch.setenv(app.UPLOAD_ENV, "4")
     port = free_port()
-    demo = app.launch(explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True)
+    demo = app.launch(
+        explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True
+    )
     try:
         url = f"http://127.0.0.1:{port}/gradio_api/upload"
         accepted, statuses = [], []
@@ -216,8 +253,12 @@ def test_a_served_app_refuses_uploads_beyond_its_budget_before_reading_them(expl
         assert statuses.count(200) <= 6  # 1 MB of burst, and 4 MB an hour refills ~1.2 KB a second
         assert all(p.startswith(get_upload_folder()) for p in accepted)
         assert sum(os.path.getsize(p) for p in accepted) <= 1 << 20
-        chunked = httpx.post(url, content=iter([b"--x\r\n", b"x" * 1000]),
-                             headers={"content-type": "multipart/form-data; boundary=x"}, timeout=30)
+        chunked = httpx.post(
+            url,
+            content=iter([b"--x\r\n", b"x" * 1000]),
+            headers={"content-type": "multipart/form-data; boundary=x"},
+            timeout=30,
+        )
         assert chunked.status_code == 411
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 200
     finally:
@@ -230,11 +271,15 @@ def startup(root, monkeypatch, cache, *extra):
     from tests.fakes import GridPredictor
 
     monkeypatch.setenv("HSG_CACHE", str(cache))
-    monkeypatch.setattr(hsg_core.predictor, "load_predictor", lambda *args, **kwargs: GridPredictor())
+    monkeypatch.setattr(
+        hsg_core.predictor, "load_predictor", lambda *args, **kwargs: GridPredictor()
+    )
     return app.load_app(app.parse_args([*(["--data", str(root)] if root else []), *extra]))
 
 
-def test_an_index_built_from_the_index_tab_never_rewrites_the_startup_index_or_another(tmp_path, monkeypatch):
+def test_an_index_built_from_the_index_tab_never_rewrites_the_startup_index_or_another(
+    tmp_path, monkeypatch
+):
     """Issue 13 item 2: a web Update of a subfolder named like the data root rewrote the startup index
     (its data_root changed, and the damage survived a restart); two folders sharing a name collided."""
     from index import SegmentIndex
@@ -242,21 +287,31 @@ def test_an_index_built_from_the_index_tab_never_rewrites_the_startup_index_or_a
 
     root = write_shapes_images(tmp_path / "photos", [(48, 64)] * 3)
     for folder, count in (("photos", 1), ("a/x", 2), ("b/x", 1)):
-        write_shapes_images(root / folder, [(40, 56)] * count, name=folder.replace("/", "_") + "{}.png")
+        write_shapes_images(
+            root / folder, [(40, 56)] * count, name=folder.replace("/", "_") + "{}.png"
+        )
     served = startup(root, monkeypatch, tmp_path / "cache")
     everything = served.index.images()
     assert len(everything) == 7
     built = {}
     for folder in ("photos", "a/x", "b/x"):  # web users, Index tab
-        info, _, _ = app.run_index_job(served, str(root / folder), "update", ex.IndexJob(),
-                                       progress=lambda *args, **kwargs: None)
+        info, _, _ = app.run_index_job(
+            served,
+            str(root / folder),
+            "update",
+            ex.IndexJob(),
+            progress=lambda *args, **kwargs: None,
+        )
         built[folder] = json.loads(info)
     restarted = startup(root, monkeypatch, tmp_path / "cache")
     assert restarted.index.images() == everything and restarted.index.data_root == root
     assert len({info["path"] for info in built.values()}) == 3
     for folder, info in built.items():  # each still covers its own folder
         index = SegmentIndex.open(info["path"])
-        assert index.data_root == root / folder and len(index.images()) == {"photos": 1, "a/x": 2, "b/x": 1}[folder]
+        assert (
+            index.data_root == root / folder
+            and len(index.images()) == {"photos": 1, "a/x": 2, "b/x": 1}[folder]
+        )
 
 
 def test_an_index_of_another_data_folder_is_refused_with_one_line(tmp_path, monkeypatch):
@@ -268,13 +323,19 @@ def test_an_index_of_another_data_folder_is_refused_with_one_line(tmp_path, monk
     other = write_shapes_images(tmp_path / "other", [(48, 64)] * 3)
     given = tmp_path / "given"
     predictor = GridPredictor()
-    open_or_build(covered, given, ex.index_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash)
+    open_or_build(
+        covered, given, ex.index_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash
+    )
     with pytest.raises(SystemExit) as info:
         startup(other, monkeypatch, tmp_path / "cache", "--index", str(given))
     message = str(info.value)
-    assert message.startswith(f"hsg: error: {given / 'manifest.json'}: indexes the data folder {covered}, not {other}")
+    assert message.startswith(
+        f"hsg: error: {given / 'manifest.json'}: indexes the data folder {covered}, not {other}"
+    )
     assert "\n" not in message
-    served = startup(None, monkeypatch, tmp_path / "cache", "--index", str(given))  # no --data: its own folder
+    served = startup(
+        None, monkeypatch, tmp_path / "cache", "--index", str(given)
+    )  # no --data: its own folder
     assert served.data_roots[0] == covered and len(served.index.images()) == 2
 
 
@@ -288,14 +349,23 @@ def test_an_index_built_in_one_session_is_searched_by_that_session_only(tmp_path
     write_shapes_images(root / "sub", [(40, 56)] * 3, name="s{}.png")
     served = startup(root, monkeypatch, tmp_path / "cache")
     port = free_port()
-    demo = app.launch(served, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True)
+    demo = app.launch(
+        served, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True
+    )
     try:
-        builder, other = Client(f"http://127.0.0.1:{port}/", verbose=False), Client(f"http://127.0.0.1:{port}/", verbose=False)
+        builder, other = (
+            Client(f"http://127.0.0.1:{port}/", verbose=False),
+            Client(f"http://127.0.0.1:{port}/", verbose=False),
+        )
         builder.predict(str(root / "sub"), api_name="/build_index")
         searched = {}
         for name, client in (("builder", builder), ("other", other)):
-            client.predict(handle_file(str(root / "r0.png")), 0, 0.45, False, api_name="/load_image")
-            _, _, gallery, _ = client.predict(10, 10, 0, 0.45, False, 8, "same level", True, api_name="/click_xy")
+            client.predict(
+                handle_file(str(root / "r0.png")), 0, 0.45, False, api_name="/load_image"
+            )
+            _, _, gallery, _ = client.predict(
+                10, 10, 0, 0.45, False, 8, "same level", True, api_name="/click_xy"
+            )
             searched[name] = {item["caption"].split(" · ")[-1] for item in gallery}
     finally:
         demo.close()

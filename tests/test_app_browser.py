@@ -1,4 +1,5 @@
 """Real-browser test: headless Debian Chromium driven by Playwright (never its own browser download)."""
+
 import os
 import shutil
 import time
@@ -9,8 +10,16 @@ import pytest
 from tests.test_app import server  # noqa: F401  (fixture; `explorer` comes from conftest)
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 pytestmark = pytest.mark.browser
 # the <img> is letterboxed (object-fit: contain): find where the picture itself is drawn
@@ -47,9 +56,11 @@ def test_load_click_gallery_slider_screenshot(server, tmp_path):  # noqa: F811
         box = page.locator("#overlay img").evaluate(CONTENT_BOX)  # the picture inside the <img> box
         page.mouse.click(box["x"] + box["w"] * 0.3, box["y"] + box["h"] * 0.6)
         try:
-            page.wait_for_function("() => { const g = document.querySelectorAll('#hits img');"
-                                   " return g.length > 0 && [...g].every(i => i.complete && i.naturalWidth > 0); }",
-                                   timeout=30000)
+            page.wait_for_function(
+                "() => { const g = document.querySelectorAll('#hits img');"
+                " return g.length > 0 && [...g].every(i => i.complete && i.naturalWidth > 0); }",
+                timeout=30000,
+            )
         except Exception:
             page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
             shutil.copy(tmp_path / "failed.png", "/tmp/browser_failed.png")
@@ -92,14 +103,22 @@ def test_results_are_in_view_at_1400x900_and_a_new_k_reruns_the_search(server): 
         page.goto(server)
         page.wait_for_selector("#examples img", timeout=30000)
         page.locator("#examples img").nth(0).click()
-        page.wait_for_function("() => { const i = document.querySelector('#overlay img');"
-                               " return i && i.naturalWidth > 0; }", timeout=30000)
-        page.evaluate("window.scrollTo(0, 0)")  # where the page opens: the click must need no scroll after it
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#overlay img');"
+            " return i && i.naturalWidth > 0; }",
+            timeout=30000,
+        )
+        page.evaluate(
+            "window.scrollTo(0, 0)"
+        )  # where the page opens: the click must need no scroll after it
         box = page.locator("#overlay img").evaluate(CONTENT_BOX)
         assert box["y"] + box["h"] * 0.6 < 900, "the image to click is below the fold"
         page.mouse.click(box["x"] + box["w"] * 0.3, box["y"] + box["h"] * 0.6)
-        page.wait_for_function("() => { const g = document.querySelectorAll('#hits img');"
-                               " return g.length > 0 && g[0].complete && g[0].naturalWidth > 0; }", timeout=30000)
+        page.wait_for_function(
+            "() => { const g = document.querySelectorAll('#hits img');"
+            " return g.length > 0 && g[0].complete && g[0].naturalWidth > 0; }",
+            timeout=30000,
+        )
         assert page.evaluate("window.scrollY") == 0
         first = page.locator("#hits img").nth(0).bounding_box()
         assert first and 0 <= first["y"] and first["y"] + first["height"] <= 900, first

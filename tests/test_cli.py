@@ -9,7 +9,10 @@ import cli
 def test_segment_writes_pngs_and_json(tiny_checkpoint, tmp_path):
     ckpt, images = tiny_checkpoint
     out = tmp_path / "seg"
-    assert cli.main(["segment", str(images / "0.png"), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert (
+        cli.main(["segment", str(images / "0.png"), "--checkpoint", str(ckpt), "--out", str(out)])
+        == 0
+    )
     hierarchy = json.loads((out / "0_hierarchy.json").read_text())
     assert hierarchy["image_size"] == [48, 64] and len(hierarchy["levels"]) == 3
     for lv in range(3):
@@ -25,14 +28,52 @@ def test_bad_input_is_one_line_error(tiny_checkpoint, tmp_path, capsys):
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
     cases = [
-        (["segment", str(bad), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")], "bad.jpg: not an image"),
-        (["segment", str(bad), "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path)], "none.pt: no such"),
+        (
+            ["segment", str(bad), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")],
+            "bad.jpg: not an image",
+        ),
+        (
+            [
+                "segment",
+                str(bad),
+                "--checkpoint",
+                str(tmp_path / "none.pt"),
+                "--out",
+                str(tmp_path),
+            ],
+            "none.pt: no such",
+        ),
         (["train", "--config", "nope", "--out", str(tmp_path / "r")], "unknown preset 'nope'"),
-        (["train", "--config", "tiny", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r")],
-         "empty: not a folder"),
-        (["train", "--config", "tiny", "--set", "model.depth=3", "--out", str(tmp_path / "r")], "model.depth"),
-        (["train", "--config", "tiny", "--data", str(images), "--out", str(tmp_path / "r"), "--init-weights",
-          str(bad)], "bad.jpg: cannot read ResNet weights"),
+        (
+            [
+                "train",
+                "--config",
+                "tiny",
+                "--data",
+                str(tmp_path / "empty"),
+                "--out",
+                str(tmp_path / "r"),
+            ],
+            "empty: not a folder",
+        ),
+        (
+            ["train", "--config", "tiny", "--set", "model.depth=3", "--out", str(tmp_path / "r")],
+            "model.depth",
+        ),
+        (
+            [
+                "train",
+                "--config",
+                "tiny",
+                "--data",
+                str(images),
+                "--out",
+                str(tmp_path / "r"),
+                "--init-weights",
+                str(bad),
+            ],
+            "bad.jpg: cannot read ResNet weights",
+        ),
     ]
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
@@ -50,7 +91,9 @@ def test_index_build_update_info(tiny_checkpoint, tmp_path, capsys):
         (data / p.name).write_bytes(p.read_bytes())
     (data / "broken.jpg").write_text("not an image")
     out = tmp_path / "idx"
-    assert cli.main(["index", "build", str(data), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert (
+        cli.main(["index", "build", str(data), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    )
     capsys.readouterr()
     idx = SegmentIndex.open(out)
     assert sorted(idx.images()) == ["0.png", "1.png"]
@@ -59,7 +102,9 @@ def test_index_build_update_info(tiny_checkpoint, tmp_path, capsys):
     hits = idx.search(idx.region_vector(row["image"], int(row["level"]), int(row["region"])), k=1)
     assert hits[0].score > 0.999
     (data / "2.png").write_bytes((images / "2.png").read_bytes())
-    assert cli.main(["index", "update", str(data), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert (
+        cli.main(["index", "update", str(data), "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    )
     assert sorted(SegmentIndex.open(out).images()) == ["0.png", "1.png", "2.png"]
     capsys.readouterr()
     assert cli.main(["index", "info", str(out)]) == 0
@@ -85,16 +130,34 @@ def test_export_set_changes_inference_settings_only(tiny_checkpoint, tmp_path, c
 
     ckpt, images = tiny_checkpoint
     out = tmp_path / "grid1.pt"
-    assert cli.main(["export", str(ckpt), str(out), "--set", "grouping.infer_grid=[1,1]",
-                     "--set", "overseg.max_regions=12"]) == 0
+    assert (
+        cli.main(
+            [
+                "export",
+                str(ckpt),
+                str(out),
+                "--set",
+                "grouping.infer_grid=[1,1]",
+                "--set",
+                "overseg.max_regions=12",
+            ]
+        )
+        == 0
+    )
     config = checkpoint_config(read_checkpoint(out), out)
     assert config.grouping.infer_grid == (1, 1) and config.overseg.max_regions == 12
-    prediction = load_predictor(out, "cpu", overseg_cache=None).predict_path(sorted(images.glob("*.png"))[0])
-    assert prediction.levels[0].num_regions <= 12  # level 0 = the oversegments when k-means has one cluster
+    prediction = load_predictor(out, "cpu", overseg_cache=None).predict_path(
+        sorted(images.glob("*.png"))[0]
+    )
+    assert (
+        prediction.levels[0].num_regions <= 12
+    )  # level 0 = the oversegments when k-means has one cluster
 
-    for setting, message in (("grouping.level_clusters=[5,2]", "changes the network's parameters"),
-                             ("model.embedding_dim=8", "changes the network's parameters"),
-                             ("grouping.colour=1", "unknown config key")):
+    for setting, message in (
+        ("grouping.level_clusters=[5,2]", "changes the network's parameters"),
+        ("model.embedding_dim=8", "changes the network's parameters"),
+        ("grouping.colour=1", "unknown config key"),
+    ):
         target = tmp_path / "refused.pt"
         assert cli.main(["export", str(ckpt), str(target), "--set", setting]) == 2
         err = capsys.readouterr().err
@@ -108,7 +171,18 @@ def test_export_set_refuses_a_config_whose_weights_would_not_load(tmp_path, caps
     import serve_options
 
     target = tmp_path / "no_backbone.pt"
-    assert cli.main(["export", str(serve_options.DEFAULT_CHECKPOINT), str(target), "--set", "model.backbone_init=none"]) == 2
+    assert (
+        cli.main(
+            [
+                "export",
+                str(serve_options.DEFAULT_CHECKPOINT),
+                str(target),
+                "--set",
+                "model.backbone_init=none",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "changes the network's parameters" in err and "missing" in err and not target.exists()
 
@@ -121,24 +195,40 @@ def test_file_names_cannot_forge_lines_or_send_terminal_escapes(tiny_checkpoint,
 
     bad = tmp_path / "evil\nhsg: error: forged \x1b[2J\u202e.jpg"
     bad.write_text("not an image")
-    code, _, err = run_hsg("segment", bad, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o")
-    line = assert_one_line_error(code, err, "evil\\nhsg: error: forged \\x1b[2J\\u202e.jpg: not an image file")
+    code, _, err = run_hsg(
+        "segment", bad, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o"
+    )
+    line = assert_one_line_error(
+        code, err, "evil\\nhsg: error: forged \\x1b[2J\\u202e.jpg: not an image file"
+    )
     assert "\x1b" not in err and "\u202e" not in err and line.count("hsg: error:") == 2
-    record = logging.LogRecord("index.dataset", logging.WARNING, __file__, 1, "%s: skipped", (bad.name,), None)
-    logged = cli.EscapingFormatter("%(levelname)s %(name)s: %(message)s").format(record)  # how `hsg` logs
+    record = logging.LogRecord(
+        "index.dataset", logging.WARNING, __file__, 1, "%s: skipped", (bad.name,), None
+    )
+    logged = cli.EscapingFormatter("%(levelname)s %(name)s: %(message)s").format(
+        record
+    )  # how `hsg` logs
     assert logged == "WARNING index.dataset: evil\\nhsg: error: forged \\x1b[2J\\u202e.jpg: skipped"
 
 
-def test_hsg_segment_reads_only_the_suffixes_index_and_training_read(tiny_checkpoint, tmp_path, run_hsg):
+def test_hsg_segment_reads_only_the_suffixes_index_and_training_read(
+    tiny_checkpoint, tmp_path, run_hsg
+):
     from tests.conftest import assert_one_line_error
 
     other = tmp_path / "photo.ppm"  # PIL reads it, but index builds and training would skip it
     Image.new("RGB", (8, 6)).save(other)
-    code, _, err = run_hsg("segment", other, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o")
-    assert_one_line_error(code, err, f"{other}: not an image file name (expected .avif, .bmp, .gif,")
+    code, _, err = run_hsg(
+        "segment", other, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o"
+    )
+    assert_one_line_error(
+        code, err, f"{other}: not an image file name (expected .avif, .bmp, .gif,"
+    )
     gif = tmp_path / "photo.gif"  # read by all three
     Image.new("RGB", (64, 48), (90, 20, 200)).save(gif)
-    code, out, err = run_hsg("segment", gif, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o")
+    code, out, err = run_hsg(
+        "segment", gif, "--checkpoint", tiny_checkpoint[0], "--out", tmp_path / "o"
+    )
     assert code == 0 and "photo.gif: regions per level" in out, err
 
 
@@ -153,14 +243,29 @@ def test_factory_is_refused_before_any_model_loads_or_image_is_read(tmp_path, ru
     data = tmp_path / "data"
     data.mkdir()
     Image.new("RGB", (8, 6)).save(data / "a.png")
-    for factory, reason in (("HNSW32", "use 'Flat' or an 'IVF...' factory"), ("IVF16,Flatx", "invalid faiss")):
+    for factory, reason in (
+        ("HNSW32", "use 'Flat' or an 'IVF...' factory"),
+        ("IVF16,Flatx", "invalid faiss"),
+    ):
         out = tmp_path / "out"
-        argv = ("index", "build", data, "--checkpoint", tmp_path / "none.pt", "--out", out, "--factory", factory)
+        argv = (
+            "index",
+            "build",
+            data,
+            "--checkpoint",
+            tmp_path / "none.pt",
+            "--out",
+            out,
+            "--factory",
+            factory,
+        )
         assert_one_line_error(*run_hsg(*argv)[::2], factory, reason)
         assert not out.exists()
     from index.factory import check_factory
 
-    check_factory("IVF16,PQ48")  # depends on the vectors' dimension: checked when the index is built
+    check_factory(
+        "IVF16,PQ48"
+    )  # depends on the vectors' dimension: checked when the index is built
 
 
 def test_hsg_serve_exits_2_with_one_line_on_bad_input(tmp_path, run_hsg, monkeypatch):

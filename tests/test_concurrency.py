@@ -3,6 +3,7 @@
 Latencies are measured by benchmarks/bench_concurrency.py (results in benchmarks/results/), never
 asserted here.
 """
+
 import pytest
 from PIL import Image
 
@@ -14,16 +15,24 @@ from tests.conftest import free_port
 def test_twenty_users_upload_slide_and_click_without_errors_or_cross_talk(explorer):
     report = run_users(explorer, users=20, seconds=6, evict=5, max_sessions=24)
     assert report["errors"] == [] and report["cross_talk"] == []
-    assert all(report["ops"][op]["n"] >= 2 * 20 for op in ("upload", "render", "click"))  # each user: >= 2 each
-    assert report["memory"]["sessions_held"] <= 24  # 30 sessions came: the least recent were dropped
+    assert all(
+        report["ops"][op]["n"] >= 2 * 20 for op in ("upload", "render", "click")
+    )  # each user: >= 2 each
+    assert (
+        report["memory"]["sessions_held"] <= 24
+    )  # 30 sessions came: the least recent were dropped
 
 
 def test_state_of_the_least_recent_session_is_evicted_beyond_capacity(explorer, tmp_path):
     from gradio_client import Client, handle_file
 
     port = free_port()
-    demo = app.launch(explorer, app.parse_args(["--port", str(port), "--max-sessions", "3"]),
-                      prevent_thread_lock=True, quiet=True)
+    demo = app.launch(
+        explorer,
+        app.parse_args(["--port", str(port), "--max-sessions", "3"]),
+        prevent_thread_lock=True,
+        quiet=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         clients = []
@@ -33,8 +42,12 @@ def test_state_of_the_least_recent_session_is_evicted_beyond_capacity(explorer, 
             clients.append(Client(url, verbose=False))
             clients[-1].predict(handle_file(str(path)), 0, 0.45, False, api_name="/load_image")
         assert len(demo.state_holder.session_data) <= 3
-        clients[-1].predict(3, 3, 0, 0.45, False, 3, "same level", True, api_name="/click_xy")  # kept
-        with pytest.raises(Exception, match="load an image first"):  # dropped: the user starts again
+        clients[-1].predict(
+            3, 3, 0, 0.45, False, 3, "same level", True, api_name="/click_xy"
+        )  # kept
+        with pytest.raises(
+            Exception, match="load an image first"
+        ):  # dropped: the user starts again
             clients[0].predict(3, 3, 0, 0.45, False, 3, "same level", True, api_name="/click_xy")
     finally:
         demo.close()

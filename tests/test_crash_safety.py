@@ -5,6 +5,7 @@ an uninterrupted build gives (ids, vectors, metadata). `hsg train --config tiny`
 least 10 times; after every kill the latest checkpoint loads, and the resumed run ends with the
 weights of an uninterrupted run. Random points come from a seeded generator (reproducible).
 """
+
 import os
 import random
 import signal
@@ -47,7 +48,9 @@ BUILD_SCRIPT = textwrap.dedent(
 
 
 def start(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(argv, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        argv, env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
 
 
 def kill(proc: subprocess.Popen) -> bool:
@@ -69,8 +72,15 @@ def test_index_build_killed_at_random_points_resumes_to_the_uninterrupted_index(
 
     data, out = tmp_path / "data", tmp_path / "killed"
     write_images(data, [f"{'ab'[i % 2]}/img{i:03d}.png" for i in range(120)])  # 3 s of "model" time
-    build_index(data, tmp_path / "reference", SyntheticExtractor(), checkpoint_hash="ckpt-crash",
-                batch_size=2, shard_images=4, progress=lambda done, total: None)
+    build_index(
+        data,
+        tmp_path / "reference",
+        SyntheticExtractor(),
+        checkpoint_hash="ckpt-crash",
+        batch_size=2,
+        shard_images=4,
+        progress=lambda done, total: None,
+    )
     rng, kills, shards, mid_write = random.Random(6), 0, 0, 0
     while kills < KILLS:  # each run does at most 0.25 s of the 3 s of work: it cannot finish
         proc = start([sys.executable, "-c", BUILD_SCRIPT, str(data), str(out)])
@@ -78,25 +88,50 @@ def test_index_build_killed_at_random_points_resumes_to_the_uninterrupted_index(
         time.sleep(rng.uniform(0.0, 0.25))
         assert kill(proc), "the build finished before it could be killed"
         kills += 1
-        mid_write += bool(list((out / "pending").glob("*.part")))  # killed while a shard was being written
+        mid_write += bool(
+            list((out / "pending").glob("*.part"))
+        )  # killed while a shard was being written
         assert not (out / "manifest.json").exists()
         assert committed_shards(out) >= shards  # committed work is never lost
         shards = committed_shards(out)
     proc = start([sys.executable, "-c", BUILD_SCRIPT, str(data), str(out)])
     assert proc.wait(timeout=120) == 0
     assert not (out / "pending").exists() and not list(out.glob("*.part"))
-    (meta_a, vec_a, ids_a), (meta_b, vec_b, ids_b) = index_content(tmp_path / "reference"), index_content(out)
+    (meta_a, vec_a, ids_a), (meta_b, vec_b, ids_b) = (
+        index_content(tmp_path / "reference"),
+        index_content(out),
+    )
     pd.testing.assert_frame_equal(meta_a, meta_b)
     np.testing.assert_array_equal(vec_a, vec_b)
     np.testing.assert_array_equal(ids_a, ids_b)
-    print(f"index build: {kills} SIGKILLs ({mid_write} during a shard write), resumed {kills} times, "
-          f"{shards} of 30 shards committed before the last run")
+    print(
+        f"index build: {kills} SIGKILLs ({mid_write} during a shard write), resumed {kills} times, "
+        f"{shards} of 30 shards committed before the last run"
+    )
 
 
 def train_argv(images: Path, out: Path, steps: int) -> list[str]:
-    return [sys.executable, "-c", "import sys, cli; sys.exit(cli.main(sys.argv[1:]))", "train", "--config", "tiny",
-            "--data", str(images), "--out", str(out), "--resume", "--device", "cpu",
-            "--set", f"train.iterations={steps}", "--set", "train.checkpoint_every=1", "--set", "overseg.cache=false"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys, cli; sys.exit(cli.main(sys.argv[1:]))",
+        "train",
+        "--config",
+        "tiny",
+        "--data",
+        str(images),
+        "--out",
+        str(out),
+        "--resume",
+        "--device",
+        "cpu",
+        "--set",
+        f"train.iterations={steps}",
+        "--set",
+        "train.checkpoint_every=1",
+        "--set",
+        "overseg.cache=false",
+    ]
 
 
 def logged_steps(out: Path) -> int:
@@ -111,7 +146,9 @@ def wait_for_a_step(proc: subprocess.Popen, out: Path, timeout: float = 120.0) -
         time.sleep(0.02)
 
 
-def test_training_killed_at_random_points_always_leaves_a_loadable_checkpoint(tmp_path, tiny_checkpoint):
+def test_training_killed_at_random_points_always_leaves_a_loadable_checkpoint(
+    tmp_path, tiny_checkpoint
+):
     from hsg_core.checkpoint import read_checkpoint
     from hsg_core.predictor import load_predictor
 
@@ -129,7 +166,9 @@ def test_training_killed_at_random_points_always_leaves_a_loadable_checkpoint(tm
         mid_write += bool(list(out.glob("checkpoint.pt.*.part")))
         if (out / "checkpoint.pt").exists():
             step = read_checkpoint(out / "checkpoint.pt")["step"]
-            load_predictor(out / "checkpoint.pt", "cpu")  # the latest complete checkpoint always loads
+            load_predictor(
+                out / "checkpoint.pt", "cpu"
+            )  # the latest complete checkpoint always loads
             assert step >= last_step
             last_step = step
     assert kills >= KILLS, f"training finished after {kills} kills"
@@ -138,5 +177,7 @@ def test_training_killed_at_random_points_always_leaves_a_loadable_checkpoint(tm
     assert final["step"] == steps and not list(out.glob("*.part"))
     for key, value in reference["model"].items():  # resumed 10 times = never interrupted
         torch.testing.assert_close(final["model"][key], value, rtol=1e-5, atol=1e-6)
-    print(f"training: {kills} SIGKILLs ({mid_write} during a checkpoint write), resumed {kills} times, "
-          f"step {last_step} of {steps} before the last run")
+    print(
+        f"training: {kills} SIGKILLs ({mid_write} during a checkpoint write), resumed {kills} times, "
+        f"step {last_step} of {steps} before the last run"
+    )

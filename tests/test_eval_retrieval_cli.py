@@ -1,4 +1,5 @@
 """`hsg eval retrieval` end to end with a tiny checkpoint trained for 2 steps, and its bad-input errors."""
+
 import json
 
 import numpy as np
@@ -17,11 +18,41 @@ def hsg(capsys, *argv):
 
 def test_eval_retrieval_writes_a_report(image_folder, tmp_path, capsys):
     run = tmp_path / "run"
-    assert hsg(capsys, "train", "--config", "tiny", "--data", image_folder, "--out", run,
-               "--set", "train.iterations=2", "--device", "cpu")[0] == 0
+    assert (
+        hsg(
+            capsys,
+            "train",
+            "--config",
+            "tiny",
+            "--data",
+            image_folder,
+            "--out",
+            run,
+            "--set",
+            "train.iterations=2",
+            "--device",
+            "cpu",
+        )[0]
+        == 0
+    )
     out = tmp_path / "report"
-    code, stdout, err = hsg(capsys, "eval", "retrieval", "--checkpoint", run / "checkpoint.pt", "--data",
-                            image_folder, "--out", out, "--copies", 2, "--seed", 3, "--device", "cpu")
+    code, stdout, err = hsg(
+        capsys,
+        "eval",
+        "retrieval",
+        "--checkpoint",
+        run / "checkpoint.pt",
+        "--data",
+        image_folder,
+        "--out",
+        out,
+        "--copies",
+        2,
+        "--seed",
+        3,
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     report = json.loads((out / "retrieval.json").read_text())
     assert report["dataset"]["images"] == 6 + 2 and report["dataset"]["copies"] == 2
@@ -43,10 +74,23 @@ def test_eval_retrieval_bad_folders_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "few").mkdir()
     for i in range(2):
         Image.fromarray(np.full((40, 48, 3), 60 * i, np.uint8)).save(tmp_path / "few" / f"{i}.png")
-    cases = ((tmp_path / "empty", f"{tmp_path / 'empty'}: no image files"),
-             (tmp_path / "few", f"{tmp_path / 'few'}: 2 image(s), fewer than the 3 copies"))
+    cases = (
+        (tmp_path / "empty", f"{tmp_path / 'empty'}: no image files"),
+        (tmp_path / "few", f"{tmp_path / 'few'}: 2 image(s), fewer than the 3 copies"),
+    )
     for data, needle in cases:  # the folder is checked before the (missing) checkpoint is read
-        code, _, err = hsg(capsys, "eval", "retrieval", "--checkpoint", tmp_path / "none.pt", "--data", data,
-                           "--out", tmp_path / "out", "--copies", 3)
+        code, _, err = hsg(
+            capsys,
+            "eval",
+            "retrieval",
+            "--checkpoint",
+            tmp_path / "none.pt",
+            "--data",
+            data,
+            "--out",
+            tmp_path / "out",
+            "--copies",
+            3,
+        )
         assert code == 2 and err.startswith("hsg: error: ") and needle in err, err
         assert err.count("\n") == 1 and "Traceback" not in err

@@ -1,4 +1,5 @@
 """explorer.py, the explorer without gradio: selection, retrieval policy, startup index, messages."""
+
 import json
 import shutil
 import subprocess
@@ -29,7 +30,9 @@ def wide_session(explorer):
 def modules_after(code: str) -> set[str]:
     """Top-level modules loaded by `code` run in a fresh interpreter at the repository root."""
     probe = f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\nprint(' '.join(sys.modules), file=sys.stderr)"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
     return {name.split(".")[0] for name in out.stderr.splitlines()[-1].split()}
 
 
@@ -42,15 +45,26 @@ def test_the_chain_table_describes_the_clicked_pixel_at_every_level(explorer):
 
 def test_changing_the_settings_reruns_the_search_for_the_selected_region(explorer):
     """Issue 12 item 2: a new k (or mode) re-queries the selection, the clicked pixel kept."""
-    session, rows, items = ex.select_at(explorer.index, ex.open_image(explorer, explorer.examples[0]), 20, 30, 0,
-                                        k=2, one_per_image=False)
+    session, rows, items = ex.select_at(
+        explorer.index,
+        ex.open_image(explorer, explorer.examples[0]),
+        20,
+        30,
+        0,
+        k=2,
+        one_per_image=False,
+    )
     assert len(items) == 2
     session, again, items = ex.rerun(explorer.index, session, 6, False, False)
     assert len(items) == len(session.hits) == 6 and again == rows and session.pixel == (20, 30)
     level, region = session.selected
-    want = ex.query_hits(explorer.index, session, level, region, k=3, every_level=True, one_per_image=True)
+    want = ex.query_hits(
+        explorer.index, session, level, region, k=3, every_level=True, one_per_image=True
+    )
     _, _, items = ex.rerun(explorer.index, session, 3, True, True)
-    assert [h.id for h in session.hits] == [h.id for lv in sorted(want) for h in want[lv]] and len(items) > 3
+    assert [h.id for h in session.hits] == [h.id for lv in sorted(want) for h in want[lv]] and len(
+        items
+    ) > 3
 
 
 def test_rerun_with_nothing_selected_does_nothing(explorer):
@@ -60,7 +74,9 @@ def test_rerun_with_nothing_selected_does_nothing(explorer):
 
 
 def test_a_region_picked_by_id_describes_a_pixel_of_that_region(explorer):
-    session, rows, _ = ex.select_region(explorer.index, wide_session(explorer), 1, 5, k=3, pixel=(0, 0))
+    session, rows, _ = ex.select_region(
+        explorer.index, wide_session(explorer), 1, 5, k=3, pixel=(0, 0)
+    )
     assert rows[1][1] == 5  # (0, 0) is not in region 5: the region's own first pixel is described
 
 
@@ -68,12 +84,18 @@ def test_explorer_and_the_help_of_both_entry_points_load_neither_torch_nor_gradi
     assert not modules_after("import explorer, explorer_output") & {"gradio", "torch"}
     help_app = "import runpy; sys.argv = ['app.py', '--help']; runpy.run_path('app.py', run_name='__main__')"
     assert not modules_after(help_app) & {"gradio", "torch", "faiss"}
-    assert not modules_after("import cli; cli.main(['serve', '--help'])") & {"gradio", "torch", "faiss"}
+    assert not modules_after("import cli; cli.main(['serve', '--help'])") & {
+        "gradio",
+        "torch",
+        "faiss",
+    }
 
 
 def test_hsg_serve_has_every_option_of_app_py():
     def options(args: list[str]) -> set[str]:
-        out = subprocess.run([sys.executable, *args, "--help"], cwd=REPO, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, *args, "--help"], cwd=REPO, capture_output=True, text=True, check=True
+        )
         return {word.strip(",[]") for word in out.stdout.split() if word.startswith("--")}
 
     app_options = options(["app.py"])
@@ -85,7 +107,9 @@ def test_every_level_is_one_search_across_levels_of_the_chain(explorer, monkeypa
     session = wide_session(explorer)
     calls = []
     real = explorer.index.search_across_levels
-    monkeypatch.setattr(explorer.index, "search_across_levels", lambda v, **kw: calls.append(v) or real(v, **kw))
+    monkeypatch.setattr(
+        explorer.index, "search_across_levels", lambda v, **kw: calls.append(v) or real(v, **kw)
+    )
     hits = ex.query_hits(explorer.index, session, 1, 5, k=2, every_level=True, one_per_image=False)
     chain = session.prediction.ancestors(1, 5)
     assert len(calls) == 1 and sorted(calls[0]) == [1, 2, 3] and sorted(hits) == [1, 2, 3]
@@ -94,21 +118,27 @@ def test_every_level_is_one_search_across_levels_of_the_chain(explorer, monkeypa
 
 
 def test_clicking_or_exporting_before_an_image_says_what_to_do(explorer):
-    for action in (lambda: ex.select_at(explorer.index, ex.Session(), 3, 3, 0),
-                   lambda: ex.select_region(explorer.index, ex.Session(), 0, 0),
-                   lambda: output.export_zip(ex.Session())):
+    for action in (
+        lambda: ex.select_at(explorer.index, ex.Session(), 3, 3, 0),
+        lambda: ex.select_region(explorer.index, ex.Session(), 0, 0),
+        lambda: output.export_zip(ex.Session()),
+    ):
         with pytest.raises(ValueError, match="load an image first"):
             action()
 
 
 def test_an_uploaded_copy_of_an_indexed_photo_is_not_its_own_hit(explorer, tmp_path):
-    upload = Path(shutil.copy(explorer.examples[2], tmp_path / "upload.png"))  # gradio's cache: another name
+    upload = Path(
+        shutil.copy(explorer.examples[2], tmp_path / "upload.png")
+    )  # gradio's cache: another name
     session = ex.open_upload(explorer, upload)
     _, _, _ = ex.select_at(explorer.index, session, 5, 5, 3, k=5, one_per_image=False)
     assert session.hits and all(h.image != "img2.png" for h in session.hits)
     assert session.source == "img2.png"  # found by its bytes, not its name
     session.source = ""  # the same search without the content match: the photo finds itself first
-    top = ex.query_hits(explorer.index, session, 3, 0, k=1, every_level=False, one_per_image=False)[3][0]
+    top = ex.query_hits(explorer.index, session, 3, 0, k=1, every_level=False, one_per_image=False)[
+        3
+    ][0]
     assert top.image == "img2.png" and top.score == pytest.approx(1.0, abs=1e-5)
 
 
@@ -116,28 +146,45 @@ def test_open_or_build_opens_builds_and_rebuilds_only_what_it_manages(tmp_path):
     data = write_shapes_images(tmp_path / "data", [(48, 64)] * 2)
     predictor, notes = GridPredictor(), []
     out = managed_index_dir(tmp_path / "cache", data, predictor.checkpoint_hash)
-    built = open_or_build(data, out, ex.index_extractor(predictor), checkpoint_hash="a" * 64, note=notes.append)
+    built = open_or_build(
+        data, out, ex.index_extractor(predictor), checkpoint_hash="a" * 64, note=notes.append
+    )
     assert len(built.images()) == 2 and notes[-1].startswith("indexing ")
     before = tree_digest(out)
     with pytest.raises(CheckpointMismatchError):
         open_or_build(data, out, ex.index_extractor(predictor), checkpoint_hash="b" * 64)
     assert tree_digest(out) == before
-    rebuilt = open_or_build(data, out, ex.index_extractor(predictor), checkpoint_hash="b" * 64, managed=True,
-                            note=notes.append)
-    assert rebuilt.manifest["checkpoint_hash"] == "b" * 64 and any(n.startswith("rebuilding") for n in notes)
+    rebuilt = open_or_build(
+        data,
+        out,
+        ex.index_extractor(predictor),
+        checkpoint_hash="b" * 64,
+        managed=True,
+        note=notes.append,
+    )
+    assert rebuilt.manifest["checkpoint_hash"] == "b" * 64 and any(
+        n.startswith("rebuilding") for n in notes
+    )
 
 
-def test_a_shipped_index_opens_from_a_moved_copy_of_its_images_only_if_unchanged(explorer, tmp_path):
+def test_a_shipped_index_opens_from_a_moved_copy_of_its_images_only_if_unchanged(
+    explorer, tmp_path
+):
     moved = Path(shutil.copytree(explorer.index.data_root, tmp_path / "moved"))
-    index = open_relocated(explorer.index.path, moved, checkpoint_hash=explorer.predictor.checkpoint_hash)
+    index = open_relocated(
+        explorer.index.path, moved, checkpoint_hash=explorer.predictor.checkpoint_hash
+    )
     assert index.data_root == moved and len(index) == len(explorer.index)
     (moved / "img1.png").write_bytes((moved / "img0.png").read_bytes())
     with pytest.raises(DataRootMismatchError, match="as they are now"):
-        open_relocated(explorer.index.path, moved, checkpoint_hash=explorer.predictor.checkpoint_hash)
+        open_relocated(
+            explorer.index.path, moved, checkpoint_hash=explorer.predictor.checkpoint_hash
+        )
 
 
 def test_startup_uses_the_shipped_index_and_rebuilds_into_the_cache_when_it_does_not_fit(
-        explorer, tmp_path, monkeypatch):
+    explorer, tmp_path, monkeypatch
+):
     monkeypatch.setattr(ex, "DEFAULT_IMAGES", explorer.index.data_root)
     monkeypatch.setattr(ex, "SHIPPED_INDEX", explorer.index.path)
     notes = []
@@ -165,7 +212,11 @@ def test_downloads_of_the_selected_region_and_of_the_hits(explorer):
     session, _, _ = ex.select_at(explorer.index, session, 150, 35, 2, k=3, one_per_image=False)
     inside = session.prediction.levels[2].label_map == 3
     mask = np.asarray(Image.open(output.export_mask(session)))
-    assert mask.shape == (40, 160) and np.array_equal(mask == 255, inside) and set(np.unique(mask)) == {0, 255}
+    assert (
+        mask.shape == (40, 160)
+        and np.array_equal(mask == 255, inside)
+        and set(np.unique(mask)) == {0, 255}
+    )
     ys, xs = np.nonzero(inside)
     cutout = np.asarray(Image.open(output.export_cutout(session)))
     box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
@@ -174,16 +225,25 @@ def test_downloads_of_the_selected_region_and_of_the_hits(explorer):
     assert np.array_equal(cutout[..., :3][inside[box]], session.image[box][inside[box]])
     with open(output.export_hits_csv(session), newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["image"], int(r["level"]), int(r["region"])) for r in rows] == \
-        [(h.image, h.level, h.region) for h in session.hits]
-    assert [float(r["score"]) for r in rows] == pytest.approx([h.score for h in session.hits], abs=1e-6)
-    assert [tuple(int(r[c]) for c in ("x0", "y0", "x1", "y1")) for r in rows] == [tuple(h.box) for h in session.hits]
+    assert [(r["image"], int(r["level"]), int(r["region"])) for r in rows] == [
+        (h.image, h.level, h.region) for h in session.hits
+    ]
+    assert [float(r["score"]) for r in rows] == pytest.approx(
+        [h.score for h in session.hits], abs=1e-6
+    )
+    assert [tuple(int(r[c]) for c in ("x0", "y0", "x1", "y1")) for r in rows] == [
+        tuple(h.box) for h in session.hits
+    ]
 
 
 def test_hit_file_names_cannot_become_spreadsheet_formulas():
-    assert output.spreadsheet_safe("=HYPERLINK(\"http://x\").jpg") == "'=HYPERLINK(\"http://x\").jpg"
-    assert [output.spreadsheet_safe(n) for n in ("+1.jpg", "-a.png", "@b.png", "\tc.png")] == \
-        ["'+1.jpg", "'-a.png", "'@b.png", "'\tc.png"]
+    assert output.spreadsheet_safe('=HYPERLINK("http://x").jpg') == '\'=HYPERLINK("http://x").jpg'
+    assert [output.spreadsheet_safe(n) for n in ("+1.jpg", "-a.png", "@b.png", "\tc.png")] == [
+        "'+1.jpg",
+        "'-a.png",
+        "'@b.png",
+        "'\tc.png",
+    ]
     assert output.spreadsheet_safe("photos/a=b.jpg") == "photos/a=b.jpg"
 
 
@@ -214,8 +274,13 @@ def test_export_and_figures(explorer):
     session = wide_session(explorer)
     path = output.export_zip(session)
     with zipfile.ZipFile(path) as zf:
-        assert sorted(zf.namelist()) == ["hierarchy.json", "level0_labels.png", "level1_labels.png",
-                                         "level2_labels.png", "level3_labels.png"]
+        assert sorted(zf.namelist()) == [
+            "hierarchy.json",
+            "level0_labels.png",
+            "level1_labels.png",
+            "level2_labels.png",
+            "level3_labels.png",
+        ]
         assert json.loads(zf.read("hierarchy.json"))["image_size"] == [40, 160]
     fig = output.hierarchy_figure(session)
     assert len(fig.data[0].ids) == 64 + 16 + 4 + 1

@@ -1,4 +1,5 @@
 """atomic_write: all-or-nothing replacement, no leftovers, the usual file mode."""
+
 import os
 import stat
 

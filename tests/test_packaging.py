@@ -1,8 +1,9 @@
 """environment.yml cannot be solved here (no conda channel): check it parses and covers pyproject."""
+
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,7 +16,11 @@ def names(requirements):
 
 def test_environment_yml_lists_every_dependency():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = names(project["dependencies"]) | names(project["optional-dependencies"]["test"]) | {"faiss-gpu"}
+    wanted = (
+        names(project["dependencies"])
+        | names(project["optional-dependencies"]["test"])
+        | {"faiss-gpu"}
+    )
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = names(d for d in env["dependencies"] if isinstance(d, str))
     pip = names(next(d["pip"] for d in env["dependencies"] if isinstance(d, dict)))

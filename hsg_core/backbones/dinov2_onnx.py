@@ -4,6 +4,7 @@ Named initialisers hold biases, norms, layer-scales, the patch conv and the cls 
 projection matrices are anonymous MatMul inputs, identified by the name of the MatMul node that
 uses them (e.g. `/backbone/encoder/layer.3/mlp/fc1/MatMul`). MatMul weights are [in, out].
 """
+
 from __future__ import annotations
 
 import re
@@ -14,9 +15,14 @@ import torch
 
 from .vit import DinoViT
 
-LINEARS = {"attention/attention/query": "query", "attention/attention/key": "key",
-           "attention/attention/value": "value", "attention/output/dense": "proj", "mlp/fc1": "fc1",
-           "mlp/fc2": "fc2"}
+LINEARS = {
+    "attention/attention/query": "query",
+    "attention/attention/key": "key",
+    "attention/attention/value": "value",
+    "attention/output/dense": "proj",
+    "mlp/fc1": "fc1",
+    "mlp/fc2": "fc2",
+}
 
 
 def _node_inputs(graph, inits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -25,8 +31,15 @@ def _node_inputs(graph, inits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     pattern = re.compile(r"/backbone/encoder/layer\.(\d+)/(.+)/MatMul$")
     for node in graph.node:
         match = pattern.match(node.name)
-        if node.op_type == "MatMul" and match and match.group(2) in LINEARS and node.input[1] in inits:
-            found[f"blocks.{match.group(1)}.{LINEARS[match.group(2)]}.weight"] = inits[node.input[1]].T
+        if (
+            node.op_type == "MatMul"
+            and match
+            and match.group(2) in LINEARS
+            and node.input[1] in inits
+        ):
+            found[f"blocks.{match.group(1)}.{LINEARS[match.group(2)]}.weight"] = inits[
+                node.input[1]
+            ].T
         if node.name == "/backbone/embeddings/Reshape_1":
             found["pos_embed"] = inits[node.input[0]].reshape(1, -1, inits[node.input[0]].shape[-1])
         if node.name == "/backbone/embeddings/Concat_6":
@@ -35,18 +48,26 @@ def _node_inputs(graph, inits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _named(inits: dict[str, np.ndarray], depth: int) -> dict[str, np.ndarray]:
-    out = {"patch_embed.weight": inits["backbone.embeddings.patch_embeddings.projection.weight"],
-           "patch_embed.bias": inits["backbone.embeddings.patch_embeddings.projection.bias"],
-           "cls_token": inits["backbone.embeddings.cls_token"],
-           "norm.weight": inits["backbone.layernorm.weight"], "norm.bias": inits["backbone.layernorm.bias"]}
+    out = {
+        "patch_embed.weight": inits["backbone.embeddings.patch_embeddings.projection.weight"],
+        "patch_embed.bias": inits["backbone.embeddings.patch_embeddings.projection.bias"],
+        "cls_token": inits["backbone.embeddings.cls_token"],
+        "norm.weight": inits["backbone.layernorm.weight"],
+        "norm.bias": inits["backbone.layernorm.bias"],
+    }
     for i in range(depth):
         src = f"backbone.encoder.layer.{i}."
         for ours, theirs in {"norm1": "norm1", "norm2": "norm2"}.items():
             out[f"blocks.{i}.{ours}.weight"] = inits[f"{src}{theirs}.weight"]
             out[f"blocks.{i}.{ours}.bias"] = inits[f"{src}{theirs}.bias"]
-        for ours, theirs in {"query": "attention.attention.query", "key": "attention.attention.key",
-                             "value": "attention.attention.value", "proj": "attention.output.dense",
-                             "fc1": "mlp.fc1", "fc2": "mlp.fc2"}.items():
+        for ours, theirs in {
+            "query": "attention.attention.query",
+            "key": "attention.attention.key",
+            "value": "attention.attention.value",
+            "proj": "attention.output.dense",
+            "fc1": "mlp.fc1",
+            "fc2": "mlp.fc2",
+        }.items():
             out[f"blocks.{i}.{ours}.bias"] = inits[f"{src}{theirs}.bias"]
         out[f"blocks.{i}.scale1"] = inits[f"{src}layer_scale1.lambda1"]
         out[f"blocks.{i}.scale2"] = inits[f"{src}layer_scale2.lambda1"]
@@ -72,6 +93,8 @@ def load_onnx_weights(model: DinoViT, path: str | Path) -> None:
     missing = sorted(set(own) - set(state))
     bad = sorted(k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape))
     if missing or bad:
-        raise ValueError(f"{path}: ONNX graph does not match DINOv2 ViT-S/14 (missing {missing[:5]}, "
-                         f"wrong shape {bad[:5]})")
+        raise ValueError(
+            f"{path}: ONNX graph does not match DINOv2 ViT-S/14 (missing {missing[:5]}, "
+            f"wrong shape {bad[:5]})"
+        )
     model.load_state_dict({k: torch.from_numpy(np.array(state[k], dtype=np.float32)) for k in own})

@@ -3,9 +3,10 @@
 Every backbone maps normalised images [B, 3, H, W] to a feature grid [B, C, ceil(H/s), ceil(W/s)]
 and carries its input normalisation (`mean`, `std`) and current `output_stride` s.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 
@@ -24,8 +25,15 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_backbone(name: str, *, init: str = "none", freeze: bool = False, output_stride: int = 16,
-                    width: int = 64, **options) -> nn.Module:
+def create_backbone(
+    name: str,
+    *,
+    init: str = "none",
+    freeze: bool = False,
+    output_stride: int = 16,
+    width: int = 64,
+    **options,
+) -> nn.Module:
     """Build a registered backbone.
 
     Args:

@@ -12,6 +12,7 @@ what the OS16 network computes. Rule "stage" gave the first convolution the stag
 a different function per output stride; it was this project's rule before December 2026, and
 checkpoints trained with it keep it (`ModelConfig.dilation_rule`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,11 @@ from .registry import FreezableMixin, register
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-STAGE_LAYOUT = {8: ((1, 2, 1, 1), (1, 1, 2, 4)), 16: ((1, 2, 2, 1), (1, 1, 1, 2)), 32: ((1, 2, 2, 2), (1, 1, 1, 1))}
+STAGE_LAYOUT = {
+    8: ((1, 2, 1, 1), (1, 1, 2, 4)),
+    16: ((1, 2, 2, 1), (1, 1, 1, 2)),
+    32: ((1, 2, 2, 2), (1, 1, 1, 1)),
+}
 DILATION_RULES = ("previous", "stage")
 
 
@@ -39,8 +44,11 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = (nn.Sequential(nn.Conv2d(inplanes, planes, 1, bias=False), nn.BatchNorm2d(planes))
-                           if downsample else None)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(inplanes, planes, 1, bias=False), nn.BatchNorm2d(planes))
+            if downsample
+            else None
+        )
 
     def spatial_convs(self) -> list[nn.Conv2d]:
         return [self.conv1, self.conv2]
@@ -63,8 +71,13 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = (nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4))
-                           if downsample else None)
+        self.downsample = (
+            nn.Sequential(
+                nn.Conv2d(inplanes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
+            )
+            if downsample
+            else None
+        )
 
     def spatial_convs(self) -> list[nn.Conv2d]:
         return [self.conv2]  # torchvision v1.5: the stride sits on the 3x3 conv
@@ -81,11 +94,20 @@ class ResNetFCN(FreezableMixin, nn.Module):
 
     mean, std = IMAGENET_MEAN, IMAGENET_STD
 
-    def __init__(self, block: type, depths: tuple[int, ...], *, width: int = 64, output_stride: int = 16,
-                 dilation_rule: str = "previous") -> None:
+    def __init__(
+        self,
+        block: type,
+        depths: tuple[int, ...],
+        *,
+        width: int = 64,
+        output_stride: int = 16,
+        dilation_rule: str = "previous",
+    ) -> None:
         super().__init__()
         if dilation_rule not in DILATION_RULES:
-            raise ValueError(f"model.dilation_rule must be one of {', '.join(DILATION_RULES)}, got {dilation_rule!r}")
+            raise ValueError(
+                f"model.dilation_rule must be one of {', '.join(DILATION_RULES)}, got {dilation_rule!r}"
+            )
         self.dilation_rule = dilation_rule
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -93,7 +115,7 @@ class ResNetFCN(FreezableMixin, nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = width
         for i, depth in enumerate(depths):
-            planes = width * 2 ** i
+            planes = width * 2**i
             needs_proj = i > 0 or inplanes != planes * block.expansion
             blocks = [block(inplanes, planes, needs_proj)]
             inplanes = planes * block.expansion
@@ -155,46 +177,67 @@ def load_torchvision_state(model: nn.Module, path: str | Path) -> None:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise ValueError(f"{path}: cannot read ResNet weights ({err.__class__.__name__}: "
-                         f"{torch_load_reason(err)})") from None
+        raise ValueError(
+            f"{path}: cannot read ResNet weights ({err.__class__.__name__}: "
+            f"{torch_load_reason(err)})"
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
-    state = {k.removeprefix("module."): v for k, v in data.items() if not k.removeprefix("module.").startswith("fc.")}
+    state = {
+        k.removeprefix("module."): v
+        for k, v in data.items()
+        if not k.removeprefix("module.").startswith("fc.")
+    }
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or shapes:
-        raise ValueError(f"{path}: not a matching ResNet state dict (missing {missing[:5]}, "
-                         f"unexpected {unexpected[:5]}, wrong shape {shapes[:5]})")
+        raise ValueError(
+            f"{path}: not a matching ResNet state dict (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {shapes[:5]})"
+        )
     model.load_state_dict(state)
 
 
-def _build(block: type, depths: tuple[int, ...], init: str, output_stride: int, width: int,
-           dilation_rule: str) -> ResNetFCN:
-    model = ResNetFCN(block, depths, width=width, output_stride=output_stride, dilation_rule=dilation_rule)
+def _build(
+    block: type,
+    depths: tuple[int, ...],
+    init: str,
+    output_stride: int,
+    width: int,
+    dilation_rule: str,
+) -> ResNetFCN:
+    model = ResNetFCN(
+        block, depths, width=width, output_stride=output_stride, dilation_rule=dilation_rule
+    )
     if init == "fetched":
-        raise ValueError("no fetched ResNet weights exist: use init 'none' (from scratch, as the paper) "
-                         "or a path to a torchvision-style state dict")
+        raise ValueError(
+            "no fetched ResNet weights exist: use init 'none' (from scratch, as the paper) "
+            "or a path to a torchvision-style state dict"
+        )
     if init != "none":
         load_torchvision_state(model, init)
     return model
 
 
 @register("resnet18_fcn")
-def resnet18_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64,
-              dilation_rule: str = "previous") -> ResNetFCN:
+def resnet18_fcn(
+    *, init: str = "none", output_stride: int = 16, width: int = 64, dilation_rule: str = "previous"
+) -> ResNetFCN:
     return _build(BasicBlock, (2, 2, 2, 2), init, output_stride, width, dilation_rule)
 
 
 @register("resnet34_fcn")
-def resnet34_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64,
-              dilation_rule: str = "previous") -> ResNetFCN:
+def resnet34_fcn(
+    *, init: str = "none", output_stride: int = 16, width: int = 64, dilation_rule: str = "previous"
+) -> ResNetFCN:
     return _build(BasicBlock, (3, 4, 6, 3), init, output_stride, width, dilation_rule)
 
 
 @register("resnet50_fcn")
-def resnet50_fcn(*, init: str = "none", output_stride: int = 16, width: int = 64,
-              dilation_rule: str = "previous") -> ResNetFCN:
+def resnet50_fcn(
+    *, init: str = "none", output_stride: int = 16, width: int = 64, dilation_rule: str = "previous"
+) -> ResNetFCN:
     return _build(Bottleneck, (3, 4, 6, 3), init, output_stride, width, dilation_rule)

@@ -4,6 +4,7 @@
 position grid (+ cls) resized bicubically to the input's patch grid, final LayerNorm (eps 1e-6).
 Inputs whose sides are not multiples of 14 are zero-padded bottom/right.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,10 @@ class Block(nn.Module):
 
     def attention(self, x: Tensor) -> Tensor:
         b, n, d = x.shape
-        q, k, v = (lin(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
-                   for lin in (self.query, self.key, self.value))
+        q, k, v = (
+            lin(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+            for lin in (self.query, self.key, self.value)
+        )
         out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, N, d/heads]
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
@@ -47,8 +50,16 @@ class Block(nn.Module):
 class DinoViT(FreezableMixin, nn.Module):
     mean, std = IMAGENET_MEAN, IMAGENET_STD
 
-    def __init__(self, *, dim: int = 384, depth: int = 12, heads: int = 6, mlp: int = 1536, patch: int = 14,
-                 grid: int = 37) -> None:
+    def __init__(
+        self,
+        *,
+        dim: int = 384,
+        depth: int = 12,
+        heads: int = 6,
+        mlp: int = 1536,
+        patch: int = 14,
+        grid: int = 37,
+    ) -> None:
         super().__init__()
         self.patch, self.grid = patch, grid
         self.patch_embed = nn.Conv2d(3, dim, patch, stride=patch)
@@ -108,7 +119,7 @@ def dinov2_vits14(*, init: str = "none", output_stride: int = 14, width: int = 6
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except Exception as err:  # noqa: BLE001
-            raise ValueError(f"{path}: not a DINOv2 ViT-S/14 state dict ({torch_load_reason(err)})") from None
+            raise ValueError(
+                f"{path}: not a DINOv2 ViT-S/14 state dict ({torch_load_reason(err)})"
+            ) from None
     return model
-
-

@@ -19,6 +19,7 @@ the same granularity. Every baseline answers `cut(n) -> [H, W] int32` with at mo
 
 UCM cuts are nested across n; SLIC, Felzenszwalb and k-means make a new partition per n.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,8 +28,13 @@ import numpy as np
 from scipy.cluster.vq import kmeans2, vq
 from skimage import color, measure
 
-from ..overseg.superpixels import contiguous, felzenszwalb_superpixels, merge_smallest, slic_superpixels
 from ..overseg.hed import hed_edges, load_hed
+from ..overseg.superpixels import (
+    contiguous,
+    felzenszwalb_superpixels,
+    merge_smallest,
+    slic_superpixels,
+)
 from ..overseg.ucm import UCMHierarchy, gradient_edges
 from .datasets import BSDSDataset, Dataset, DatasetError, Sample
 
@@ -61,7 +67,9 @@ def kmeans_features(image: np.ndarray) -> np.ndarray:
     return np.concatenate([lab, position], 1)
 
 
-def kmeans_regions(features: np.ndarray, shape: tuple[int, int], num_regions: int, seed: int = 0) -> np.ndarray:
+def kmeans_regions(
+    features: np.ndarray, shape: tuple[int, int], num_regions: int, seed: int = 0
+) -> np.ndarray:
     """k-means (k-means++ start, fitted on a pixel sample) of [H*W, F] features -> [H, W] cluster ids."""
     rng = np.random.default_rng(seed)
     sample = features
@@ -176,14 +184,22 @@ def baseline_factories(names: list[str], dataset: Dataset) -> dict[str, Baseline
             factories[name] = lambda sample, make=IMAGE_BASELINES[name]: make(sample.image)
         elif name == "gpb_ucm":
             if not isinstance(dataset, BSDSDataset):
-                raise DatasetError("gpb_ucm needs the ucm2 maps of BSDS500 (val split); this is not BSDS500")
+                raise DatasetError(
+                    "gpb_ucm needs the ucm2 maps of BSDS500 (val split); this is not BSDS500"
+                )
             if not dataset.has_ucm2():
-                raise DatasetError(f"{dataset.root / 'ucm2' / dataset.split}: no such folder "
-                                   "(gpb_ucm needs BSDS500 ucm2 maps; only val ships them)")
+                raise DatasetError(
+                    f"{dataset.root / 'ucm2' / dataset.split}: no such folder "
+                    "(gpb_ucm needs BSDS500 ucm2 maps; only val ships them)"
+                )
             for sample_id in dataset.ids:
                 if not dataset.ucm2_path(sample_id).is_file():
-                    raise DatasetError(f"{dataset.ucm2_path(sample_id)}: no such ucm2 file (for gpb_ucm)")
-            factories[name] = lambda sample: make_ucm2(dataset.ucm2(sample.id), sample.image.shape[:2])
+                    raise DatasetError(
+                        f"{dataset.ucm2_path(sample_id)}: no such ucm2 file (for gpb_ucm)"
+                    )
+            factories[name] = lambda sample: make_ucm2(
+                dataset.ucm2(sample.id), sample.image.shape[:2]
+            )
         else:
             raise DatasetError(f"unknown baseline {name!r}; baselines: {', '.join(BASELINE_NAMES)}")
     return factories

@@ -12,6 +12,7 @@ thresholds, for the gPb-owt-ucm maps, whose native scale it is; Arbeláez et al.
 covering ODS 0.59 / OIS 0.65 on the BSDS500 test split). OIS does not depend on the scale's
 parametrisation (it takes every cut of the image); ODS does, so the report names the scale.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -51,9 +52,15 @@ class CurveScores:
         covered, pixels = np.stack(self.covered), max(sum(self.pixels), 1)  # [I, P]
         curve = covered.sum(0) / pixels
         best = int(curve.argmax())
-        return {"unit": self.unit, "scale": self.scale, "covering": [float(v) for v in curve],
-                "ods": float(curve[best]), "ods_at": self.scale[best],
-                "ois": float(covered.max(1).sum() / pixels), "images": len(self.pixels)}
+        return {
+            "unit": self.unit,
+            "scale": self.scale,
+            "covering": [float(v) for v in curve],
+            "ods": float(curve[best]),
+            "ods_at": self.scale[best],
+            "ois": float(covered.max(1).sum() / pixels),
+            "images": len(self.pixels),
+        }
 
 
 def ucm2_threshold_cut(ucm2: np.ndarray, threshold: float) -> np.ndarray:
@@ -68,7 +75,9 @@ class CurveEvaluation:
         self.counts = list(counts)
         self.scores: dict[str, CurveScores] = {}
 
-    def add_counts(self, name: str, cut: Callable[[int], np.ndarray], ground_truths: list[np.ndarray]) -> None:
+    def add_counts(
+        self, name: str, cut: Callable[[int], np.ndarray], ground_truths: list[np.ndarray]
+    ) -> None:
         """Score a hierarchy cut at each of `counts` regions (`cut(n)` -> [H, W] with <= n regions)."""
         self.scores.setdefault(name, CurveScores(self.counts, "regions")).add(cut, ground_truths)
 

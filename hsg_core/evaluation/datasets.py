@@ -22,6 +22,7 @@ A ground-truth region is the set of pixels sharing one label, connected or not: 
 (VOC `SegmentationClass`) regions are classes, so NFCovering measures class regions; give instance
 maps (e.g. VOC `SegmentationObject` as a masks/ folder) to measure instances.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -55,8 +56,9 @@ def read_mask(path: Path) -> np.ndarray:
         with Image.open(path) as img:
             refuse_bomb(img)  # the pixel limit of `load_image`, before decoding
             if img.mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
-                raise DatasetError(f"{path}: a label mask must be single-channel (palette or grey), "
-                                   f"not {img.mode}")
+                raise DatasetError(
+                    f"{path}: a label mask must be single-channel (palette or grey), not {img.mode}"
+                )
             return np.asarray(img).astype(np.int32)
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: no such mask file") from err
@@ -79,8 +81,10 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def check_same_size(image: np.ndarray, mask: np.ndarray, mask_path: Path) -> None:
     if image.shape[:2] != mask.shape:
-        raise DatasetError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                           f"{image.shape[1]}x{image.shape[0]}")
+        raise DatasetError(
+            f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+            f"{image.shape[1]}x{image.shape[0]}"
+        )
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -137,13 +141,18 @@ class BSDSDataset(Dataset):
     def validate(self) -> None:
         for sample_id in self.ids:
             if not self._path("groundTruth", sample_id).is_file():
-                raise DatasetError(f"{self._path('groundTruth', sample_id)}: no such ground-truth file")
+                raise DatasetError(
+                    f"{self._path('groundTruth', sample_id)}: no such ground-truth file"
+                )
 
     def load(self, sample_id: str) -> Sample:
         image = load_image(self.root / "images" / self.split / f"{sample_id}.jpg")
         path = self._path("groundTruth", sample_id)
         cells = read_mat(path, "groundTruth")
-        maps = [np.asarray(cells[0, i]["Segmentation"][0, 0], dtype=np.int32) for i in range(cells.shape[1])]
+        maps = [
+            np.asarray(cells[0, i]["Segmentation"][0, 0], dtype=np.int32)
+            for i in range(cells.shape[1])
+        ]
         for gt in maps:
             check_same_size(image, gt, path)
         return Sample(image, maps, sample_id)
@@ -174,8 +183,13 @@ def read_mat(path: Path, key: str) -> np.ndarray:
 class PairedDataset(Dataset):
     """Images and single-channel class masks paired by id (VOC-style and masks layouts)."""
 
-    def __init__(self, image_paths: dict[str, Path], mask_paths: dict[str, Path], num_classes: int | None,
-                 background: tuple[int, ...] = (0,)) -> None:
+    def __init__(
+        self,
+        image_paths: dict[str, Path],
+        mask_paths: dict[str, Path],
+        num_classes: int | None,
+        background: tuple[int, ...] = (0,),
+    ) -> None:
         self.image_paths, self.mask_paths = image_paths, mask_paths
         self.ids = sorted(mask_paths)
         self.background = background
@@ -189,7 +203,9 @@ class PairedDataset(Dataset):
             labels = labels[labels != VOID]
             top = max(top, int(labels.max()) + 1 if labels.size else 0)
         if top == 0:
-            raise DatasetError(f"{self.mask_paths[self.ids[0]].parent}: the masks hold no class labels")
+            raise DatasetError(
+                f"{self.mask_paths[self.ids[0]].parent}: the masks hold no class labels"
+            )
         return top
 
     def validate(self) -> None:
@@ -206,7 +222,9 @@ class PairedDataset(Dataset):
         return Sample(image, [mask], sample_id)
 
 
-def voc_dataset(root: str | Path, split: str | None = None, num_classes: int | None = 21) -> PairedDataset:
+def voc_dataset(
+    root: str | Path, split: str | None = None, num_classes: int | None = 21
+) -> PairedDataset:
     """VOC-style layout; ids from `ImageSets/Segmentation/<split>.txt`, else every mask."""
     root = Path(root)
     masks = require_dir(root / "SegmentationClass", "VOC-style class masks")
@@ -229,8 +247,9 @@ def voc_dataset(root: str | Path, split: str | None = None, num_classes: int | N
     return PairedDataset(image_paths, mask_paths, num_classes)
 
 
-def masks_dataset(root: str | Path, num_classes: int | None = None,
-                  background: tuple[int, ...] = (0,)) -> PairedDataset:
+def masks_dataset(
+    root: str | Path, num_classes: int | None = None, background: tuple[int, ...] = (0,)
+) -> PairedDataset:
     """`images/` + `masks/` layout paired by file stem; every image needs a `<stem>.png` mask."""
     root = Path(root)
     images = require_dir(root / "images", "images of an images/ + masks/ layout")
@@ -250,14 +269,20 @@ def masks_dataset(root: str | Path, num_classes: int | None = None,
     return PairedDataset(image_paths, mask_paths, num_classes, background)
 
 
-def open_labelled(root: str | Path, split: str | None = None, num_classes: int | None = None) -> PairedDataset:
+def open_labelled(
+    root: str | Path, split: str | None = None, num_classes: int | None = None
+) -> PairedDataset:
     """A class-labelled dataset in whichever layout `root` holds (VOC-style or images/ + masks/)."""
     root = Path(root)
     if (root / "SegmentationClass").is_dir():
         return voc_dataset(root, split, 21 if num_classes is None else num_classes)
     if (root / "masks").is_dir():
         if split:
-            raise DatasetError(f"{root}: an images/ + masks/ layout has no splits (got --split {split})")
+            raise DatasetError(
+                f"{root}: an images/ + masks/ layout has no splits (got --split {split})"
+            )
         return masks_dataset(root, num_classes)
-    raise DatasetError(f"{root}: neither a VOC-style folder (JPEGImages/, SegmentationClass/) "
-                       "nor an images/ + masks/ folder")
+    raise DatasetError(
+        f"{root}: neither a VOC-style folder (JPEGImages/, SegmentationClass/) "
+        "nor an images/ + masks/ folder"
+    )

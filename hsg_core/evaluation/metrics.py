@@ -11,6 +11,7 @@ Two families:
 
 Label maps are [H, W] integer arrays; the ids need not be contiguous.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ def overlap_iou(table: np.ndarray) -> np.ndarray:
     return table / np.maximum(union, 1)
 
 
-def covering_counts(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, int]:
+def covering_counts(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None
+) -> tuple[float, int]:
     """The two sums of Arbeláez covering: (Σ_{R∈gt} |R|·max_{R'} IoU(R, R'), N valid pixels).
 
     Kept apart so that images and annotators can be pooled as the BSDS benchmark does
@@ -61,14 +64,20 @@ def covering_counts(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None =
     return float((sizes * overlap_iou(table).max(1)).sum()), int(sizes.sum())
 
 
-def segmentation_covering(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None) -> float:
+def segmentation_covering(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None
+) -> float:
     """C(S' -> S) = (1/N) Σ_{R∈S} |R|·max_{R'∈S'} IoU(R, R') in [0, 1]; NaN without valid pixels."""
     covered, pixels = covering_counts(pred, gt, valid)
     return covered / pixels if pixels else float("nan")
 
 
-def nf_covering(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None,
-                background: tuple[int, ...] = ()) -> float:
+def nf_covering(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    valid: np.ndarray | None = None,
+    background: tuple[int, ...] = (),
+) -> float:
     """NFCovering(S' -> S_fg) = (1/|S_fg|) Σ_{R∈S_fg} max_{R'∈S'} IoU(R, R'), unweighted.
 
     Computed over the valid pixels (void excluded everywhere, so predicted region sizes count only
@@ -118,7 +127,9 @@ def region_confusion(class_counts: np.ndarray, region_class: np.ndarray) -> np.n
         [C, C + 1] int64, as `confusion_matrix` on the painted label map.
     """
     num_classes = class_counts.shape[1]
-    columns = np.where((region_class >= 0) & (region_class < num_classes), region_class, num_classes)
+    columns = np.where(
+        (region_class >= 0) & (region_class < num_classes), region_class, num_classes
+    )
     confusion = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
     np.add.at(confusion.T, columns, class_counts.astype(np.int64))
     return confusion
@@ -139,8 +150,11 @@ class SegmentationScores:
     class_iou: np.ndarray
 
     def as_dict(self) -> dict:
-        return {"miou": self.miou, "pixel_accuracy": self.pixel_accuracy,
-                "class_iou": [None if np.isnan(v) else float(v) for v in self.class_iou]}
+        return {
+            "miou": self.miou,
+            "pixel_accuracy": self.pixel_accuracy,
+            "class_iou": [None if np.isnan(v) else float(v) for v in self.class_iou],
+        }
 
 
 def segmentation_scores(confusion: np.ndarray) -> SegmentationScores:

@@ -11,6 +11,7 @@
 
 A predictor is anything with ``predict(image [H, W, 3] uint8) -> Prediction``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,12 @@ from .transfer import PrototypeMemory, RegionClasses, hungarian_cluster_scores, 
 
 LOG = logging.getLogger(__name__)
 HSG = "hsg"  # method name of the predictor in the reports
-CURVE_BASELINES = ("hed_ucm", "gradient_ucm", "gradient_ucm_area", "gpb_ucm")  # hierarchies cut at any count
+CURVE_BASELINES = (
+    "hed_ucm",
+    "gradient_ucm",
+    "gradient_ucm_area",
+    "gpb_ucm",
+)  # hierarchies cut at any count
 
 
 class Predictor(Protocol):
@@ -39,8 +45,12 @@ class Predictor(Protocol):
 Cutter = Callable[[int], np.ndarray]  # n -> [H, W] the hierarchy's finest cut with <= n regions
 
 
-def image_scores(label_map: np.ndarray, ground_truths: list[np.ndarray], void: int | None,
-                 background: tuple[int, ...]) -> tuple[float, int, float]:
+def image_scores(
+    label_map: np.ndarray,
+    ground_truths: list[np.ndarray],
+    void: int | None,
+    background: tuple[int, ...],
+) -> tuple[float, int, float]:
     """(covered, pixels, NFCovering) of one [H, W] map against every annotation of one image.
 
     covered and pixels are summed over annotators; NFCovering is their mean (NaN: no foreground).
@@ -68,8 +78,13 @@ class LevelScores:
         self.nfc: list[np.ndarray] = []  # per image [L]
         self.regions: list[np.ndarray] = []  # per image [L]
 
-    def add(self, level_maps: Sequence[np.ndarray], ground_truths: list[np.ndarray], void: int | None,
-            background: tuple[int, ...]) -> None:
+    def add(
+        self,
+        level_maps: Sequence[np.ndarray],
+        ground_truths: list[np.ndarray],
+        void: int | None,
+        background: tuple[int, ...],
+    ) -> None:
         scores = [image_scores(m, ground_truths, void, background) for m in level_maps]
         self.covered.append(np.array([s[0] for s in scores]))
         self.pixels.append(scores[0][1])
@@ -88,14 +103,25 @@ class LevelScores:
         per_level = covered.sum(0) / pixels
         nfc_images = np.isfinite(nfc).sum(0)
         nfc_level = np.where(nfc_images > 0, np.nansum(nfc, 0) / np.maximum(nfc_images, 1), np.nan)
-        levels = [{"level": lv, "covering": float(per_level[lv]), "nf_covering": _nan_to_none(nfc_level[lv]),
-                   "mean_regions": float(regions[:, lv].mean())} for lv in range(covered.shape[1])]
+        levels = [
+            {
+                "level": lv,
+                "covering": float(per_level[lv]),
+                "nf_covering": _nan_to_none(nfc_level[lv]),
+                "mean_regions": float(regions[:, lv].mean()),
+            }
+            for lv in range(covered.shape[1])
+        ]
         best_nfc = int(np.nanargmax(nfc_level)) if np.isfinite(nfc_level).any() else None
-        return {"images": len(self.pixels), "levels": levels,
-                "covering_ods": float(per_level.max()), "ods_level": int(per_level.argmax()),
-                "covering_ois": float(covered.max(1).sum() / pixels),
-                "nf_covering_best": None if best_nfc is None else float(nfc_level[best_nfc]),
-                "nf_covering_best_level": best_nfc}
+        return {
+            "images": len(self.pixels),
+            "levels": levels,
+            "covering_ods": float(per_level.max()),
+            "ods_level": int(per_level.argmax()),
+            "covering_ois": float(covered.max(1).sum() / pixels),
+            "nf_covering_best": None if best_nfc is None else float(nfc_level[best_nfc]),
+            "nf_covering_best_level": best_nfc,
+        }
 
 
 class HierarchyEvaluation:
@@ -103,9 +129,14 @@ class HierarchyEvaluation:
 
     wants_cuts = True  # run_predictor passes the hierarchy's cutter when the predictor has one
 
-    def __init__(self, baselines: dict[str, BaselineFactory], void: int | None,
-                 background: tuple[int, ...], curves: CurveEvaluation | None = None,
-                 ucm2: Callable[[Sample], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        baselines: dict[str, BaselineFactory],
+        void: int | None,
+        background: tuple[int, ...],
+        curves: CurveEvaluation | None = None,
+        ucm2: Callable[[Sample], np.ndarray] | None = None,
+    ) -> None:
         """`curves`: also score every scale (ODS/OIS) of HSG and of the UCM baselines; `ucm2`: the
         sample's gPb-owt-ucm map, scored at its native thresholds too."""
         self.baselines, self.void, self.background = baselines, void, background
@@ -115,7 +146,9 @@ class HierarchyEvaluation:
 
     def score(self, name: str, sample: Sample, maps: Sequence[np.ndarray]) -> None:
         """Add one image's level maps to method `name`'s scores."""
-        self.scores.setdefault(name, LevelScores()).add(maps, sample.ground_truths, self.void, self.background)
+        self.scores.setdefault(name, LevelScores()).add(
+            maps, sample.ground_truths, self.void, self.background
+        )
 
     def add(self, sample: Sample, prediction: Prediction, cut: Cutter | None = None) -> None:
         self.score(HSG, sample, [level.label_map for level in prediction.levels])
@@ -131,7 +164,9 @@ class HierarchyEvaluation:
             if self.curves is not None and name in CURVE_BASELINES:
                 self.curves.add_counts(name, baseline.cut, sample.ground_truths)
         if self.curves is not None and self.ucm2 is not None:
-            self.curves.add_thresholds("gpb_ucm (thresholds)", self.ucm2(sample), sample.ground_truths)
+            self.curves.add_thresholds(
+                "gpb_ucm (thresholds)", self.ucm2(sample), sample.ground_truths
+            )
 
     def summary(self) -> dict:
         return {name: scores.summary() for name, scores in self.scores.items()}
@@ -163,13 +198,17 @@ class RegionCollector:
         if not self.levels:
             self.levels = [[] for _ in prediction.levels]
         for regions, level in zip(self.levels, prediction.levels, strict=True):
-            regions.append(RegionClasses.from_level(level, sample.ground_truths[0], self.num_classes))
+            regions.append(
+                RegionClasses.from_level(level, sample.ground_truths[0], self.num_classes)
+            )
 
 
 def run_predictor(predictor: Predictor, dataset: Dataset, consumers: Sequence) -> float:
     """Predict every sample once and hand (sample, prediction) to each consumer; returns seconds in predict."""
     seconds = 0.0
-    with_cuts = hasattr(predictor, "predict_tree") and any(getattr(c, "wants_cuts", False) for c in consumers)
+    with_cuts = hasattr(predictor, "predict_tree") and any(
+        getattr(c, "wants_cuts", False) for c in consumers
+    )
     for index, sample in enumerate(dataset):
         start = time.perf_counter()
         cut = None
@@ -179,20 +218,32 @@ def run_predictor(predictor: Predictor, dataset: Dataset, consumers: Sequence) -
             prediction = predictor.predict(sample.image)
         seconds += time.perf_counter() - start
         if tuple(prediction.image_size) != sample.image.shape[:2]:
-            raise ValueError(f"{sample.id}: prediction is {prediction.image_size}, image is "
-                             f"{sample.image.shape[:2]}")
+            raise ValueError(
+                f"{sample.id}: prediction is {prediction.image_size}, image is "
+                f"{sample.image.shape[:2]}"
+            )
         for consumer in consumers:
             if getattr(consumer, "wants_cuts", False):
                 consumer.add(sample, prediction, cut)
             else:
                 consumer.add(sample, prediction)
-        LOG.info("%s %d/%d: regions per level %s", sample.id, index + 1, len(dataset),
-                 [lv.num_regions for lv in prediction.levels])
+        LOG.info(
+            "%s %d/%d: regions per level %s",
+            sample.id,
+            index + 1,
+            len(dataset),
+            [lv.num_regions for lv in prediction.levels],
+        )
     return seconds
 
 
-def evaluate_hierarchy(predictor: Predictor, dataset: Dataset, baselines: Sequence[str] = (),
-                       others: dict[str, Predictor] | None = None, curves: bool = False) -> dict:
+def evaluate_hierarchy(
+    predictor: Predictor,
+    dataset: Dataset,
+    baselines: Sequence[str] = (),
+    others: dict[str, Predictor] | None = None,
+    curves: bool = False,
+) -> dict:
     """The hierarchy protocol: {"covering": {method: summary}, "seconds": {method: s}}, and with
     `curves` {"curves": {method: ODS/OIS summary}} over every scale (`hsg_core.evaluation.curves`)
     of the predictor (when it has `predict_tree`) and of the UCM baselines.
@@ -204,39 +255,61 @@ def evaluate_hierarchy(predictor: Predictor, dataset: Dataset, baselines: Sequen
     if curves and "gpb_ucm" in baselines and isinstance(dataset, BSDSDataset):
         ucm2 = lambda sample: dataset.ucm2(sample.id)  # noqa: E731
     curve_evaluation = CurveEvaluation() if curves else None
-    evaluation = HierarchyEvaluation(baseline_factories(list(baselines), dataset), dataset.void,
-                                     dataset.background, curve_evaluation, ucm2)
+    evaluation = HierarchyEvaluation(
+        baseline_factories(list(baselines), dataset),
+        dataset.void,
+        dataset.background,
+        curve_evaluation,
+        ucm2,
+    )
     seconds = {HSG: run_predictor(predictor, dataset, [evaluation])}
     for name, other in (others or {}).items():
-        seconds[f"{HSG}:{name}"] = run_predictor(other, dataset, [MethodScores(evaluation, f"{HSG}:{name}")])
+        seconds[f"{HSG}:{name}"] = run_predictor(
+            other, dataset, [MethodScores(evaluation, f"{HSG}:{name}")]
+        )
     result = {"covering": evaluation.summary(), "seconds": {**seconds, **evaluation.seconds}}
     if curve_evaluation is not None:
         result["curves"] = curve_evaluation.summary()
     return result
 
 
-def transfer_summary(memory: list[list[RegionClasses]], test: list[list[RegionClasses]], k: int) -> list[dict]:
+def transfer_summary(
+    memory: list[list[RegionClasses]], test: list[list[RegionClasses]], k: int
+) -> list[dict]:
     """Per level: kNN label transfer and Hungarian-matched clusters (mIoU / accuracy in percent)."""
     rows = []
     for level, (memory_regions, test_regions) in enumerate(zip(memory, test, strict=True)):
         prototypes = PrototypeMemory.from_regions(memory_regions)
         knn = knn_transfer_scores(prototypes, test_regions, k)
         hungarian = hungarian_cluster_scores(test_regions)
-        rows.append({"level": level, "memory_prototypes": len(prototypes), "knn": knn.as_dict(),
-                     "hungarian": hungarian.as_dict()})
+        rows.append(
+            {
+                "level": level,
+                "memory_prototypes": len(prototypes),
+                "knn": knn.as_dict(),
+                "hungarian": hungarian.as_dict(),
+            }
+        )
     return rows
 
 
-def evaluate_labelled(predictor: Predictor, test: Dataset, memory: Dataset, k: int = 20,
-                      baselines: Sequence[str] = ()) -> dict:
+def evaluate_labelled(
+    predictor: Predictor, test: Dataset, memory: Dataset, k: int = 20, baselines: Sequence[str] = ()
+) -> dict:
     """The labelled protocol: the hierarchy protocol on `test` plus label transfer and Hungarian."""
     if test.num_classes is None or memory.num_classes is None:
         raise ValueError("the labelled protocol needs class masks (num_classes) for both splits")
     num_classes = max(test.num_classes, memory.num_classes)
     memory_regions, test_regions = RegionCollector(num_classes), RegionCollector(num_classes)
     memory_seconds = run_predictor(predictor, memory, [memory_regions])
-    evaluation = HierarchyEvaluation(baseline_factories(list(baselines), test), test.void, test.background)
+    evaluation = HierarchyEvaluation(
+        baseline_factories(list(baselines), test), test.void, test.background
+    )
     test_seconds = run_predictor(predictor, test, [evaluation, test_regions])
-    return {"covering": evaluation.summary(), "num_classes": num_classes, "k": k,
-            "label_transfer": transfer_summary(memory_regions.levels, test_regions.levels, k),
-            "seconds": {HSG: test_seconds, f"{HSG}_memory": memory_seconds, **evaluation.seconds}}
+    return {
+        "covering": evaluation.summary(),
+        "num_classes": num_classes,
+        "k": k,
+        "label_transfer": transfer_summary(memory_regions.levels, test_regions.levels, k),
+        "seconds": {HSG: test_seconds, f"{HSG}_memory": memory_seconds, **evaluation.seconds},
+    }

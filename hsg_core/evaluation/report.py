@@ -4,6 +4,7 @@ The report is a plain dict: ``{"title", "dataset", "checkpoint", "hardware", "wa
 "results"}`` where ``results`` is what a protocol returned (`protocols.evaluate_*`). NaN (an
 undefined score, e.g. NFCovering without foreground) is written as JSON null.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,20 +39,41 @@ def _row(*cells) -> str:
 
 def covering_tables(covering: dict) -> list[str]:
     """Markdown: one summary row per method, then one row per (level, method)."""
-    lines = [_row("method", "ODS-like covering (level)", "OIS-like covering", "best NFCovering (level)"),
-             _row(*["---"] * 4)]
+    lines = [
+        _row("method", "ODS-like covering (level)", "OIS-like covering", "best NFCovering (level)"),
+        _row(*["---"] * 4),
+    ]
     for name, s in covering.items():
-        nfc_level = "" if s["nf_covering_best_level"] is None else f" (L{s['nf_covering_best_level']})"
-        lines.append(_row(name, f"{_num(s['covering_ods'])} (L{s['ods_level']})", _num(s["covering_ois"]),
-                          _num(s["nf_covering_best"]) + nfc_level))
-    lines += ["", _row("level", "method", "mean regions", "covering", "NFCovering"), _row(*["---"] * 5)]
+        nfc_level = (
+            "" if s["nf_covering_best_level"] is None else f" (L{s['nf_covering_best_level']})"
+        )
+        lines.append(
+            _row(
+                name,
+                f"{_num(s['covering_ods'])} (L{s['ods_level']})",
+                _num(s["covering_ois"]),
+                _num(s["nf_covering_best"]) + nfc_level,
+            )
+        )
+    lines += [
+        "",
+        _row("level", "method", "mean regions", "covering", "NFCovering"),
+        _row(*["---"] * 5),
+    ]
     for lv in range(max(len(s["levels"]) for s in covering.values())):
         for name, s in covering.items():
             if lv >= len(s["levels"]):
                 continue  # a compared checkpoint with fewer levels
             row = s["levels"][lv]
-            lines.append(_row(lv, name, _num(row["mean_regions"], 1), _num(row["covering"]),
-                              _num(row["nf_covering"])))
+            lines.append(
+                _row(
+                    lv,
+                    name,
+                    _num(row["mean_regions"], 1),
+                    _num(row["covering"]),
+                    _num(row["nf_covering"]),
+                )
+            )
     return lines
 
 
@@ -61,26 +83,54 @@ CURVE_COLUMNS = (64, 32, 16, 8, 4, 2)  # region counts shown for every hierarchy
 def curve_table(curves: dict) -> list[str]:
     """Markdown: ODS and OIS over every scale of each hierarchy, the scale ODS was found at, and the
     covering of every hierarchy cut at the same region counts (CURVE_COLUMNS) image by image."""
-    lines = [_row("method", "scale", "ODS covering (at)", "OIS covering", *map(str, CURVE_COLUMNS), "mean"),
-             _row(*["---"] * (5 + len(CURVE_COLUMNS)))]
+    lines = [
+        _row(
+            "method", "scale", "ODS covering (at)", "OIS covering", *map(str, CURVE_COLUMNS), "mean"
+        ),
+        _row(*["---"] * (5 + len(CURVE_COLUMNS))),
+    ]
     for name, c in curves.items():
         at = dict(zip(c["scale"], c["covering"])) if c["unit"] == "regions" else {}
         cells = [at.get(n) for n in CURVE_COLUMNS]
         mean = sum(cells) / len(cells) if None not in cells else None
-        lines.append(_row(name, c["unit"], f"{_num(c['ods'])} ({c['ods_at']:g})", _num(c["ois"]),
-                          *map(_num, cells), _num(mean)))
+        lines.append(
+            _row(
+                name,
+                c["unit"],
+                f"{_num(c['ods'])} ({c['ods_at']:g})",
+                _num(c["ois"]),
+                *map(_num, cells),
+                _num(mean),
+            )
+        )
     return lines
 
 
 def transfer_table(rows: list[dict]) -> list[str]:
     """Markdown: per level, kNN label transfer and Hungarian matching (percent)."""
-    lines = [_row("level", "memory prototypes", "kNN mIoU", "kNN pixel acc.", "Hungarian mIoU",
-                  "Hungarian pixel acc."), _row(*["---"] * 6)]
+    lines = [
+        _row(
+            "level",
+            "memory prototypes",
+            "kNN mIoU",
+            "kNN pixel acc.",
+            "Hungarian mIoU",
+            "Hungarian pixel acc.",
+        ),
+        _row(*["---"] * 6),
+    ]
     for row in rows:
         knn, hungarian = row["knn"], row["hungarian"]
-        lines.append(_row(row["level"], row["memory_prototypes"], _num(knn["miou"], 1),
-                          _num(knn["pixel_accuracy"], 1), _num(hungarian["miou"], 1),
-                          _num(hungarian["pixel_accuracy"], 1)))
+        lines.append(
+            _row(
+                row["level"],
+                row["memory_prototypes"],
+                _num(knn["miou"], 1),
+                _num(knn["pixel_accuracy"], 1),
+                _num(hungarian["miou"], 1),
+                _num(hungarian["pixel_accuracy"], 1),
+            )
+        )
     return lines
 
 
@@ -89,15 +139,24 @@ def to_markdown(report: dict) -> str:
     hw = report.get("hardware", {})
     results = report["results"]
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in results.get("seconds", {}).items())
-    lines = [f"# {report['title']}", "",
-             f"- dataset: {json.dumps(report.get('dataset', {}))}",
-             f"- checkpoint: `{report.get('checkpoint', '')}`",
-             f"- hardware: {hw.get('cpu', '?')} ({hw.get('cores', '?')} cores), CUDA: {hw.get('cuda', '?')}",
-             f"- wall time: {report['wall_seconds']:.1f} s ({seconds})", "",
-             "## Covering (in [0, 1]; baselines cut at HSG's region count per level and image)", ""]
+    lines = [
+        f"# {report['title']}",
+        "",
+        f"- dataset: {json.dumps(report.get('dataset', {}))}",
+        f"- checkpoint: `{report.get('checkpoint', '')}`",
+        f"- hardware: {hw.get('cpu', '?')} ({hw.get('cores', '?')} cores), CUDA: {hw.get('cuda', '?')}",
+        f"- wall time: {report['wall_seconds']:.1f} s ({seconds})",
+        "",
+        "## Covering (in [0, 1]; baselines cut at HSG's region count per level and image)",
+        "",
+    ]
     lines += covering_tables(results["covering"])
     if results.get("curves"):
-        lines += ["", "## Covering over every scale (ODS: one scale for the data set; OIS: per image)", ""]
+        lines += [
+            "",
+            "## Covering over every scale (ODS: one scale for the data set; OIS: per image)",
+            "",
+        ]
         lines += curve_table(results["curves"])
     if "label_transfer" in results:
         classes, k = results["num_classes"], results["k"]

@@ -16,6 +16,7 @@ classes occur, clusters matched to absent classes count as errors (real VOC/COCO
 Both work per region: a level of a Prediction paints each region with one label, so per-region
 class counts give the exact pixel confusion matrix without keeping label maps in memory.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,25 +43,36 @@ class RegionClasses:
     @classmethod
     def from_level(cls, level: Level, gt: np.ndarray, num_classes: int) -> RegionClasses:
         if level.label_map.shape != gt.shape:
-            raise ValueError(f"level map {level.label_map.shape} and ground truth {gt.shape} differ in size")
+            raise ValueError(
+                f"level map {level.label_map.shape} and ground truth {gt.shape} differ in size"
+            )
         column = np.where((gt >= 0) & (gt < num_classes), gt, num_classes).astype(np.int64)
         size = level.num_regions * (num_classes + 1)
-        counts = np.bincount(level.label_map.astype(np.int64).ravel() * (num_classes + 1) + column.ravel(),
-                             minlength=size)
-        return cls(level.embeddings.astype(np.float32), counts.reshape(level.num_regions, num_classes + 1))
+        counts = np.bincount(
+            level.label_map.astype(np.int64).ravel() * (num_classes + 1) + column.ravel(),
+            minlength=size,
+        )
+        return cls(
+            level.embeddings.astype(np.float32), counts.reshape(level.num_regions, num_classes + 1)
+        )
 
 
 def stack_regions(regions: list[RegionClasses]) -> RegionClasses:
     """Concatenate the regions of several images: [sum N, D] and [sum N, C + 1]."""
-    return RegionClasses(np.concatenate([r.embeddings for r in regions]),
-                         np.concatenate([r.counts for r in regions]))
+    return RegionClasses(
+        np.concatenate([r.embeddings for r in regions]), np.concatenate([r.counts for r in regions])
+    )
 
 
 class PrototypeMemory:
     """Labelled region prototypes. embeddings: [M, D] unit; labels: [M] class ids in [0, C)."""
 
     def __init__(self, embeddings: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
-        self.embeddings, self.labels, self.num_classes = embeddings, labels.astype(np.int64), num_classes
+        self.embeddings, self.labels, self.num_classes = (
+            embeddings,
+            labels.astype(np.int64),
+            num_classes,
+        )
 
     @classmethod
     def from_regions(cls, regions: list[RegionClasses]) -> PrototypeMemory:
@@ -84,21 +96,27 @@ class PrototypeMemory:
         k = min(k, len(self))
         out = np.empty(queries.shape[0], dtype=np.int64)
         for start in range(0, queries.shape[0], chunk):
-            sims = queries[start:start + chunk] @ self.embeddings.T  # [s, M]
+            sims = queries[start : start + chunk] @ self.embeddings.T  # [s, M]
             nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # [s, k]
-            votes = (self.labels[nearest][..., None] == np.arange(self.num_classes)).sum(1)  # [s, C]
-            out[start:start + chunk] = votes.argmax(1)
+            votes = (self.labels[nearest][..., None] == np.arange(self.num_classes)).sum(
+                1
+            )  # [s, C]
+            out[start : start + chunk] = votes.argmax(1)
         return out
 
 
-def knn_transfer_scores(memory: PrototypeMemory, regions: list[RegionClasses], k: int = 20) -> SegmentationScores:
+def knn_transfer_scores(
+    memory: PrototypeMemory, regions: list[RegionClasses], k: int = 20
+) -> SegmentationScores:
     """mIoU / pixel accuracy (percent) of labelling every test region by kNN vote over `memory`."""
     pooled = stack_regions(regions)
     classes = memory.vote(pooled.embeddings, k)
     return segmentation_scores(region_confusion(pooled.counts[:, :-1], classes))
 
 
-def kmeans_plus_plus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans_plus_plus(
+    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
     """Up to k seeds [k', D] drawn with probability ∝ weight * (cosine distance to nearest seed)^2."""
     seeds = [int(rng.choice(points.shape[0], p=weights / weights.sum()))]
     distance = 1.0 - points @ points[seeds[0]]
@@ -111,8 +129,9 @@ def kmeans_plus_plus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ra
     return points[seeds]
 
 
-def weighted_spherical_kmeans(points: np.ndarray, weights: np.ndarray, k: int, iterations: int = 50,
-                              seed: int = 0) -> np.ndarray:
+def weighted_spherical_kmeans(
+    points: np.ndarray, weights: np.ndarray, k: int, iterations: int = 50, seed: int = 0
+) -> np.ndarray:
     """Cluster unit vectors by cosine, each weighted (e.g. by pixel count).
 
     Args:
@@ -137,14 +156,16 @@ def weighted_spherical_kmeans(points: np.ndarray, weights: np.ndarray, k: int, i
     return assignment
 
 
-def hungarian_cluster_scores(regions: list[RegionClasses], num_clusters: int | None = None,
-                             seed: int = 0) -> SegmentationScores:
+def hungarian_cluster_scores(
+    regions: list[RegionClasses], num_clusters: int | None = None, seed: int = 0
+) -> SegmentationScores:
     """Cluster the test regions into K (default C) dataset-wide clusters, Hungarian-match, score."""
     pooled = stack_regions(regions)
     class_counts = pooled.counts[:, :-1]
     num_clusters = num_clusters or class_counts.shape[1]
-    clusters = weighted_spherical_kmeans(pooled.embeddings.astype(np.float64), class_counts.sum(1),
-                                         num_clusters, seed=seed)
+    clusters = weighted_spherical_kmeans(
+        pooled.embeddings.astype(np.float64), class_counts.sum(1), num_clusters, seed=seed
+    )
     cluster_class = np.zeros((num_clusters, class_counts.shape[1]), dtype=np.int64)
     np.add.at(cluster_class, clusters, class_counts)
     return hungarian_scores(cluster_class)

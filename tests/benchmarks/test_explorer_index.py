@@ -1,5 +1,6 @@
 """The explorer benchmark's synthetic index: every region it references is an image file on disk
 whose size matches the metadata, and whose pixels show the region's mask."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -13,7 +13,9 @@ def test_registry():
         create_backbone("resnet18_fcn", init="fetched", width=8)
 
 
-@pytest.mark.parametrize("name,channels", [("resnet18_fcn", 64), ("resnet34_fcn", 64), ("resnet50_fcn", 256)])
+@pytest.mark.parametrize(
+    "name,channels", [("resnet18_fcn", 64), ("resnet34_fcn", 64), ("resnet50_fcn", 256)]
+)
 def test_resnet_grids_at_every_stride(name, channels):
     model = create_backbone(name, width=8).eval()
     assert model.out_channels == channels
@@ -36,11 +38,16 @@ def test_torchvision_state_dict_round_trip(tmp_path):
     path = tmp_path / "tv.pth"
     torch.save({"state_dict": state}, path)
     loaded = create_backbone("resnet18_fcn", width=8, init=str(path))
-    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(source.state_dict().values(), loaded.state_dict().values())
+    )
     del state["module.layer1.0.conv1.weight"]
     state["module.extra.weight"] = torch.zeros(1)
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"tv.pth: not a matching ResNet.*layer1.0.conv1.weight.*extra.weight"):
+    with pytest.raises(
+        ValueError, match=r"tv.pth: not a matching ResNet.*layer1.0.conv1.weight.*extra.weight"
+    ):
         create_backbone("resnet18_fcn", width=8, init=str(path))
 
 
@@ -66,7 +73,9 @@ def test_dinov2_matches_onnxruntime(fetched_weights):
     model = create_backbone("dinov2_vits14", init="fetched").eval()
     graph = onnx.load(str(path))
     node = "/backbone/layernorm/Add_1_output_0"
-    graph.graph.output.append(onnx.helper.make_tensor_value_info(node, onnx.TensorProto.FLOAT, None))
+    graph.graph.output.append(
+        onnx.helper.make_tensor_value_info(node, onnx.TensorProto.FLOAT, None)
+    )
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     tokens = torch.from_numpy(session.run([node], {"input_image": x.numpy()})[0])
@@ -100,7 +109,9 @@ TORCHVISION_DILATIONS = {
 def test_dilation_table_is_torchvisions(name, stride):
     model = create_backbone(name, width=8, output_stride=stride)
     assert model.dilation_table(stride) == TORCHVISION_DILATIONS[(name, stride)]
-    for stage, rates in zip((model.layer1, model.layer2, model.layer3, model.layer4), model.dilation_table(stride)):
+    for stage, rates in zip(
+        (model.layer1, model.layer2, model.layer3, model.layer4), model.dilation_table(stride)
+    ):
         assert [[c.dilation[0] for c in blk.spatial_convs()] for blk in stage] == rates
 
 
@@ -115,7 +126,12 @@ def test_os8_computes_what_os16_computes_at_shared_positions(name):
         model.set_output_stride(8)
         os8 = model(x)[..., ::2, ::2]
     assert os8.shape == os16.shape
-    interior = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # zero padding differs at the border
+    interior = (
+        slice(None),
+        slice(None),
+        slice(1, -1),
+        slice(1, -1),
+    )  # zero padding differs at the border
     error = (os8 - os16)[interior].norm() / os16[interior].norm()
     assert error < 1e-5, error
     old = create_backbone(name, width=8, dilation_rule="stage").eval()
@@ -125,7 +141,9 @@ def test_os8_computes_what_os16_computes_at_shared_positions(name):
         before = old(x)
         old.set_output_stride(8)
         after = old(x)[..., ::2, ::2]
-    assert ((after - before)[interior].norm() / before[interior].norm()) > 0.01  # the rule this fixes
+    assert (
+        (after - before)[interior].norm() / before[interior].norm()
+    ) > 0.01  # the rule this fixes
 
 
 def test_unknown_dilation_rule_is_refused():

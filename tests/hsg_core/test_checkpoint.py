@@ -1,5 +1,6 @@
 """Crafted checkpoints (issue 13, item 8): no memory bomb, no file chosen by the checkpoint, no advice to
 load unsafely."""
+
 from __future__ import annotations
 
 import os
@@ -13,14 +14,22 @@ import numpy as np
 import pytest
 import torch
 
-from hsg_core.checkpoint import (FORMAT, CheckpointError, atomic_torch_save, export_inference_checkpoint,
-                                 read_checkpoint, torch_load_reason)
+from hsg_core.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    atomic_torch_save,
+    export_inference_checkpoint,
+    read_checkpoint,
+    torch_load_reason,
+)
 from hsg_core.config import load_config
 from hsg_core.model import HSG
 from hsg_core.predictor import load_predictor
 
 # what torch appends to a refused load: none of it may reach a user
-ADVICE = re.compile(r"weights_only=False|set to `False`|trust|safe_globals|allowlist|Re-running|\x1b")
+ADVICE = re.compile(
+    r"weights_only=False|set to `False`|trust|safe_globals|allowlist|Re-running|\x1b"
+)
 
 
 class NotAllowed:
@@ -52,7 +61,9 @@ def test_expanded_views_are_refused_on_read_before_any_computation(tmp_path, whe
     path = saved(data, tmp_path / "bomb.pt")
     assert path.stat().st_size < 2_000_000  # the tiny model: under 1 MB
     key = "model.bomb" if where == "model" else "optimizer.state.0.exp_avg"
-    with pytest.raises(CheckpointError, match=rf"bomb.pt: tensor '{re.escape(key)}' .*40000, 40000.*expanded"):
+    with pytest.raises(
+        CheckpointError, match=rf"bomb.pt: tensor '{re.escape(key)}' .*40000, 40000.*expanded"
+    ):
         read_checkpoint(path)
 
 
@@ -60,16 +71,20 @@ def test_a_weight_of_the_right_shape_made_of_one_number_is_refused(tmp_path):
     """An expanded view shaped like a real weight would load silently today; it is refused, as are
     overlapping strides and sparse tensors (whose invariants torch does not check on load)."""
     weight = tiny_checkpoint_data()["model"]["head.project.weight"]
-    views = {"expanded": torch.ones(1).expand(weight.shape),
-             "overlapping": torch.zeros(sum(weight.shape)).as_strided(weight.shape, (1,) * weight.dim()),
-             "sparse": weight.to_sparse()}
+    views = {
+        "expanded": torch.ones(1).expand(weight.shape),
+        "overlapping": torch.zeros(sum(weight.shape)).as_strided(weight.shape, (1,) * weight.dim()),
+        "sparse": weight.to_sparse(),
+    }
     for name, view in views.items():
         data = tiny_checkpoint_data()
         data["model"]["head.project.weight"] = view
         with pytest.raises(CheckpointError, match="head.project.weight"):
             load_predictor(saved(data, tmp_path / f"{name}.pt"), "cpu")
     good = tiny_checkpoint_data()
-    good["model"]["head.project.weight"] = weight.clone()[:, :]  # a plain view of its own storage loads
+    good["model"]["head.project.weight"] = weight.clone()[
+        :, :
+    ]  # a plain view of its own storage loads
     load_predictor(saved(good, tmp_path / "good.pt"), "cpu")
 
 
@@ -88,9 +103,13 @@ def guarded(call: Callable[[], Any], fifo: Path, seconds: float = 30.0) -> Any:
     thread.start()
     thread.join(seconds)
     if thread.is_alive():
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # unblocks the reader waiting in open()
+        os.close(
+            os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        )  # unblocks the reader waiting in open()
         thread.join(seconds)
-        pytest.fail(f"blocked opening the FIFO {fifo} named by the checkpoint's model.backbone_init")
+        pytest.fail(
+            f"blocked opening the FIFO {fifo} named by the checkpoint's model.backbone_init"
+        )
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
@@ -107,8 +126,12 @@ def test_backbone_init_of_a_checkpoint_is_never_opened(tmp_path):
     crafted = saved(crafted, tmp_path / "crafted.pt")
 
     predictor = guarded(lambda: load_predictor(crafted, "cpu"), fifo)
-    exported = guarded(lambda: export_inference_checkpoint(crafted, tmp_path / "slim.pt",
-                                                           ["grouping.infer_grid=[2,2]"]), fifo)
+    exported = guarded(
+        lambda: export_inference_checkpoint(
+            crafted, tmp_path / "slim.pt", ["grouping.infer_grid=[2,2]"]
+        ),
+        fifo,
+    )
     image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
     expected = load_predictor(reference, "cpu").predict(image)
     got = predictor.predict(image)
@@ -128,7 +151,9 @@ def test_torch_advice_to_load_unsafely_is_never_passed_on(tmp_path):
     message = str(caught.value)
     assert "refused to load" in message and "was not an allowed global" in message, message
     assert not ADVICE.search(message), message
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # not in a traceback either
+    assert (
+        caught.value.__cause__ is None and caught.value.__suppress_context__
+    )  # not in a traceback either
     try:
         torch.load(path, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch's own text holds the advice...

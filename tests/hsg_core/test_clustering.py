@@ -34,7 +34,9 @@ def test_masked_batchnorm_running_stats_from_valid_only():
 def test_masked_mean_std():
     x = torch.tensor([[[1.0], [3.0], [50.0]]])
     mean, std = masked_mean_std(x, torch.tensor([[True, True, False]]))
-    assert torch.allclose(mean, torch.tensor([[2.0]])) and torch.allclose(std, torch.tensor([[1.0]]), atol=1e-4)
+    assert torch.allclose(mean, torch.tensor([[2.0]])) and torch.allclose(
+        std, torch.tensor([[1.0]]), atol=1e-4
+    )
 
 
 def test_transformer_shapes_and_softmax():
@@ -78,7 +80,9 @@ def test_queries_in_the_target_break_the_symmetry_of_identical_nodes():
     pos = torch.zeros(2, 7, 16)
     spread = {}
     for in_target in (True, False):
-        model = ClusteringTransformer(5, 16, heads=2, ffn_dim=32, dropout=0.0, query_in_target=in_target).eval()
+        model = ClusteringTransformer(
+            5, 16, heads=2, ffn_dim=32, dropout=0.0, query_in_target=in_target
+        ).eval()
         c = model(nodes, pos).centroids
         spread[in_target] = (c - c[:, :1]).abs().max().item()
     assert spread[True] > 0.1 and spread[False] < 1e-5, spread
@@ -90,7 +94,9 @@ def test_assignment_logits_kappa_cosine_or_original_dot():
     want = 16.0 * torch.nn.functional.cosine_similarity(cent[:, :, None], mem[:, None], dim=-1)
     assert torch.allclose(kappa.assignment_logits(cent, mem), want, atol=1e-5)
     original = ClusteringTransformer(3, 8, heads=2, ffn_dim=16, concentration=0.0)
-    assert torch.allclose(original.assignment_logits(cent, mem), cent @ mem.transpose(1, 2) / 8 ** 0.5)
+    assert torch.allclose(
+        original.assignment_logits(cent, mem), cent @ mem.transpose(1, 2) / 8**0.5
+    )
 
 
 # ---- the original's clustering transformer (grouping.form="original"), checked against numpy ----------------
@@ -99,18 +105,25 @@ def test_assignment_logits_kappa_cosine_or_original_dot():
 # fixed input: B = 2 images, M = 3 nodes, K = 2 queries, D = 4, 2 heads, FFN 6, 2 encoder + 2 decoder layers,
 # every parameter set to fixed values (so no init of the module under test is involved).
 
+
 def _bn(x: np.ndarray, p: dict, name: str) -> np.ndarray:
     """Training-mode BatchNorm over all tokens: x [..., C] (biased variance, eps 1e-5)."""
     flat = x.reshape(-1, x.shape[-1])
-    out = (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5) * p[name + ".weight"] + p[name + ".bias"]
+    out = (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-5) * p[name + ".weight"] + p[
+        name + ".bias"
+    ]
     return out.reshape(x.shape)
 
 
-def _attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, p: dict, name: str, heads: int) -> np.ndarray:
+def _attention(
+    q: np.ndarray, k: np.ndarray, v: np.ndarray, p: dict, name: str, heads: int
+) -> np.ndarray:
     """Multi-head attention: q [B, L, D], k, v [B, S, D] -> [B, L, D]."""
     d = q.shape[-1]
     w, b = p[name + ".in_proj_weight"], p[name + ".in_proj_bias"]
-    qs, ks, vs = (x @ w[i * d:(i + 1) * d].T + b[i * d:(i + 1) * d] for i, x in enumerate((q, k, v)))
+    qs, ks, vs = (
+        x @ w[i * d : (i + 1) * d].T + b[i * d : (i + 1) * d] for i, x in enumerate((q, k, v))
+    )
     split = lambda x: x.reshape(x.shape[0], x.shape[1], heads, d // heads).transpose(0, 2, 1, 3)  # noqa: E731
     scores = split(qs) @ split(ks).transpose(0, 1, 3, 2) / np.sqrt(d // heads)
     weights = np.exp(scores - scores.max(-1, keepdims=True))
@@ -124,8 +137,9 @@ def _ffn(x: np.ndarray, p: dict, name: str) -> np.ndarray:
     return hidden @ p[name + ".3.weight"].T + p[name + ".3.bias"]
 
 
-def original_reference(p: dict, src: np.ndarray, pos: np.ndarray, masked: bool, heads: int = 2,
-                       layers: int = 2) -> dict[str, np.ndarray]:
+def original_reference(
+    p: dict, src: np.ndarray, pos: np.ndarray, masked: bool, heads: int = 2, layers: int = 2
+) -> dict[str, np.ndarray]:
     """The original's forward: src, pos [B, M, D] -> centroids, features [B, K, D], logits, P [B, K, M].
 
     masked: a padding mask was passed (no padding in it): target std over n + 1; else torch.std (n - 1).
@@ -134,38 +148,76 @@ def original_reference(p: dict, src: np.ndarray, pos: np.ndarray, masked: bool, 
     memory = src
     for i in range(layers):  # encoder: q = k = x + pos, v = x; post-norm
         e = f"encoder.{i}"
-        memory = _bn(memory + _attention(memory + pos, memory + pos, memory, p, e + ".attn", heads), p, e + ".norm1")
+        memory = _bn(
+            memory + _attention(memory + pos, memory + pos, memory, p, e + ".attn", heads),
+            p,
+            e + ".norm1",
+        )
         memory = _bn(memory + _ffn(memory, p, e + ".ffn"), p, e + ".norm2")
     mean = memory.mean(1)
     squares = ((memory - mean[:, None]) ** 2).sum(1)
     std = np.sqrt(squares / (m + 1 if masked else m - 1))
-    hidden = np.concatenate([mean, std], 1) @ p["target.fc1.weight"].T  # Linear(2D, ffn) without bias
+    hidden = (
+        np.concatenate([mean, std], 1) @ p["target.fc1.weight"].T
+    )  # Linear(2D, ffn) without bias
     hidden = np.maximum(_bn(hidden, p, "target.norm"), 0.0)
     target = hidden @ p["target.fc2.weight"].T + p["target.fc2.bias"]  # [B, D]
-    queries = np.broadcast_to(p["queries.weight"], (b,) + p["queries.weight"].shape)  # query positions only
-    tgt = np.repeat(target[:, None], queries.shape[1], axis=1)  # the same decoder input for every query
+    queries = np.broadcast_to(
+        p["queries.weight"], (b,) + p["queries.weight"].shape
+    )  # query positions only
+    tgt = np.repeat(
+        target[:, None], queries.shape[1], axis=1
+    )  # the same decoder input for every query
     for i in range(layers):
         e = f"decoder.{i}"
-        tgt = _bn(tgt + _attention(tgt + queries, tgt + queries, tgt, p, e + ".self_attn", heads), p, e + ".norms.0")
-        tgt = _bn(tgt + _attention(tgt + queries, memory + pos, memory, p, e + ".cross_attn", heads), p,
-                  e + ".norms.1")
+        tgt = _bn(
+            tgt + _attention(tgt + queries, tgt + queries, tgt, p, e + ".self_attn", heads),
+            p,
+            e + ".norms.0",
+        )
+        tgt = _bn(
+            tgt + _attention(tgt + queries, memory + pos, memory, p, e + ".cross_attn", heads),
+            p,
+            e + ".norms.1",
+        )
         tgt = _bn(tgt + _ffn(tgt, p, e + ".ffn"), p, e + ".norms.2")
     tgt = _bn(tgt, p, "decoder_norm")
     centroids = _bn(np.maximum(tgt, 0.0) @ p["centroid_head.fc1.weight"].T, p, "centroid_head.norm")
     features = _bn(np.maximum(tgt, 0.0) @ p["feature_head.fc1.weight"].T, p, "feature_head.norm")
     logits = centroids @ memory.transpose(0, 2, 1) / np.sqrt(d)  # c . m / sqrt(D)
-    order = np.argsort(-logits.max(2), axis=1, kind="stable")  # topk(K) of each cluster's largest logit
+    order = np.argsort(
+        -logits.max(2), axis=1, kind="stable"
+    )  # topk(K) of each cluster's largest logit
     take = lambda x: np.take_along_axis(x, order[..., None], axis=1)  # noqa: E731
     centroids, features, logits = take(centroids), take(features), take(logits)
     soft = np.exp(logits - logits.max(1, keepdims=True))
-    return {"centroids": centroids, "features": features, "logits": logits,
-            "assignments": soft / soft.sum(1, keepdims=True), "order": order}
+    return {
+        "centroids": centroids,
+        "features": features,
+        "logits": logits,
+        "assignments": soft / soft.sum(1, keepdims=True),
+        "order": order,
+    }
 
 
-def fixed_original_transformer() -> tuple[ClusteringTransformer, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def fixed_original_transformer() -> tuple[
+    ClusteringTransformer, dict[str, np.ndarray], np.ndarray, np.ndarray
+]:
     """The module under test with every parameter set to fixed values (2 decimals), and the input."""
-    model = ClusteringTransformer(2, 4, heads=2, encoder_layers=2, decoder_layers=2, ffn_dim=6, dropout=0.0,
-                                  form="original").double().train()
+    model = (
+        ClusteringTransformer(
+            2,
+            4,
+            heads=2,
+            encoder_layers=2,
+            decoder_layers=2,
+            ffn_dim=6,
+            dropout=0.0,
+            form="original",
+        )
+        .double()
+        .train()
+    )
     rng = np.random.default_rng(3)
     params = {}
     for name, param in sorted(model.named_parameters()):
@@ -178,19 +230,28 @@ def fixed_original_transformer() -> tuple[ClusteringTransformer, dict[str, np.nd
 
 
 # The reference's outputs, written out (numpy above, float64): [B, K, M] assignments and logits.
-MASKED_ASSIGNMENTS = [[[0.63308000, 0.64362746, 0.57117680], [0.36692000, 0.35637254, 0.42882320]],
-                      [[0.61210751, 0.66193413, 0.70313795], [0.38789249, 0.33806587, 0.29686205]]]
-MASKED_LOGITS = [[[-0.37041957, -0.64495723, 0.34100753], [-0.91587254, -1.23610069, 0.05435345]],
-                 [[0.53283917, 1.31099305, 0.22229918], [0.07665944, 0.63906774, -0.63998636]]]
-UNMASKED_ASSIGNMENTS = [[[0.76447114, 0.79006391, 0.56659667], [0.23552886, 0.20993609, 0.43340333]],
-                        [[0.53973718, 0.50006204, 0.60159245], [0.46026282, 0.49993796, 0.39840755]]]
+MASKED_ASSIGNMENTS = [
+    [[0.63308000, 0.64362746, 0.57117680], [0.36692000, 0.35637254, 0.42882320]],
+    [[0.61210751, 0.66193413, 0.70313795], [0.38789249, 0.33806587, 0.29686205]],
+]
+MASKED_LOGITS = [
+    [[-0.37041957, -0.64495723, 0.34100753], [-0.91587254, -1.23610069, 0.05435345]],
+    [[0.53283917, 1.31099305, 0.22229918], [0.07665944, 0.63906774, -0.63998636]],
+]
+UNMASKED_ASSIGNMENTS = [
+    [[0.76447114, 0.79006391, 0.56659667], [0.23552886, 0.20993609, 0.43340333]],
+    [[0.53973718, 0.50006204, 0.60159245], [0.46026282, 0.49993796, 0.39840755]],
+]
 
 
 def test_original_form_equals_the_original_formulas_on_a_fixed_input():
     """Every output of form="original" equals the numpy reference (1e-10), and the reference equals the
     numbers written above; the cluster re-ordering by largest logit is exercised (orders [1, 0] and [0, 1])."""
     model, params, src, pos = fixed_original_transformer()
-    cases = [(True, MASKED_ASSIGNMENTS, [[1, 0], [1, 0]]), (False, UNMASKED_ASSIGNMENTS, [[1, 0], [0, 1]])]
+    cases = [
+        (True, MASKED_ASSIGNMENTS, [[1, 0], [1, 0]]),
+        (False, UNMASKED_ASSIGNMENTS, [[1, 0], [0, 1]]),
+    ]
     for masked, written, order in cases:
         ref = original_reference(params, src, pos, masked)
         assert ref["order"].tolist() == order
@@ -200,7 +261,10 @@ def test_original_form_equals_the_original_formulas_on_a_fixed_input():
         mask = torch.ones(2, 3, dtype=torch.bool) if masked else None
         out = model(torch.from_numpy(src), torch.from_numpy(pos), mask)
         for key in ("centroids", "features", "logits", "assignments"):
-            assert np.allclose(getattr(out, key).detach().numpy(), ref[key], atol=1e-10), (masked, key)
+            assert np.allclose(getattr(out, key).detach().numpy(), ref[key], atol=1e-10), (
+                masked,
+                key,
+            )
 
 
 def test_original_form_initialisation_statistics():
@@ -213,13 +277,15 @@ def test_original_form_initialisation_statistics():
     original = ClusteringTransformer(k, d, heads=4, ffn_dim=256, form="original")
     ours = ClusteringTransformer(k, d, heads=4, ffn_dim=256)
     q = original.queries.weight
-    assert abs(q.norm(dim=1).mean().item() - d ** 0.5) < 1.0 and abs(q.std().item() - 1.0) < 0.05
-    assert q.norm(dim=1).mean() > 6 * ours.queries.weight.norm(dim=1).mean()  # xavier: sqrt(2D / (K + D)) ~ 1.4
+    assert abs(q.norm(dim=1).mean().item() - d**0.5) < 1.0 and abs(q.std().item() - 1.0) < 0.05
+    assert (
+        q.norm(dim=1).mean() > 6 * ours.queries.weight.norm(dim=1).mean()
+    )  # xavier: sqrt(2D / (K + D)) ~ 1.4
     for head in (original.centroid_head, original.feature_head):
         assert head.fc1.bias is None
         w = head.fc1.weight
-        assert abs(w.std().item() - (3 * d) ** -0.5) < 0.003 and w.abs().max() <= d ** -0.5
-    assert abs(ours.centroid_head.fc1.weight.std().item() - d ** -0.5) < 0.003  # xavier, for contrast
+        assert abs(w.std().item() - (3 * d) ** -0.5) < 0.003 and w.abs().max() <= d**-0.5
+    assert abs(ours.centroid_head.fc1.weight.std().item() - d**-0.5) < 0.003  # xavier, for contrast
     in_proj = original.encoder[0].attn.in_proj_weight  # [3D, D]: xavier fans D and 3D
     assert abs(in_proj.std().item() - (2 / (4 * d)) ** 0.5) < 0.002
     ffn_in = original.decoder[1].ffn[0].weight  # [256, D]
@@ -229,9 +295,10 @@ def test_original_form_initialisation_statistics():
     assert (original.encoder[0].attn.in_proj_bias == 0).all()
     assert (original.decoder[0].cross_attn.in_proj_bias == 0).all()
     for stack in (original.encoder, original.decoder):
-        assert torch.equal(stack[0].ffn[0].bias, stack[1].ffn[0].bias) and torch.equal(stack[0].ffn[3].bias,
-                                                                                     stack[1].ffn[3].bias)
-        assert stack[0].ffn[0].bias.abs().max() <= d ** -0.5 and stack[0].ffn[0].bias.abs().max() > 0
+        assert torch.equal(stack[0].ffn[0].bias, stack[1].ffn[0].bias) and torch.equal(
+            stack[0].ffn[3].bias, stack[1].ffn[3].bias
+        )
+        assert stack[0].ffn[0].bias.abs().max() <= d**-0.5 and stack[0].ffn[0].bias.abs().max() > 0
     assert not torch.equal(ours.encoder[0].ffn[0].bias, ours.encoder[1].ffn[0].bias)
 
 
@@ -247,7 +314,9 @@ def test_original_mean_std_divides_by_n_plus_1_or_n_minus_1():
     x = torch.tensor([[[1.0], [3.0], [5.0], [99.0]]])
     mask = torch.tensor([[True, True, True, False]])
     mean, std = original_mean_std(x, mask, unbiased=False)  # squares 4 + 0 + 4 = 8 over n + 1 = 4
-    assert torch.allclose(mean, torch.tensor([[3.0]])) and torch.allclose(std, torch.tensor([[2.0 ** 0.5]]))
+    assert torch.allclose(mean, torch.tensor([[3.0]])) and torch.allclose(
+        std, torch.tensor([[2.0**0.5]])
+    )
     _, std = original_mean_std(x, mask, unbiased=True)  # over n - 1 = 2
     assert torch.allclose(std, torch.tensor([[2.0]]))
     _, ours = masked_mean_std(x, mask)  # ours: over n = 3

@@ -12,16 +12,34 @@ def test_every_preset_loads_and_round_trips():
 
 def test_paper_numbers_in_presets():
     s1, s2, cs = load_config("coco_stage1"), load_config("coco_stage2"), load_config("cityscapes")
-    assert (s1.train.stage, s1.train.batch_size, s1.train.iterations, s1.train.lr) == (1, 16, 350000, 0.1)
+    assert (s1.train.stage, s1.train.batch_size, s1.train.iterations, s1.train.lr) == (
+        1,
+        16,
+        350000,
+        0.1,
+    )
     assert s1.grouping.train_grid == (1, 1) and s1.grouping.kmeans_iterations == 1
-    assert (s2.train.batch_size, s2.train.iterations, s2.train.lr, s2.data.crop_size) == (6, 20000, 8e-3, 448)
+    assert (s2.train.batch_size, s2.train.iterations, s2.train.lr, s2.data.crop_size) == (
+        6,
+        20000,
+        8e-3,
+        448,
+    )
     assert s2.grouping.level_clusters == (8, 4) and s2.loss.weight_levels == 0.1
-    assert (cs.loss.weight_modularity, cs.loss.dmon_knn, cs.train.transformer_lr_mult) == (0.2, 4, 1.0)
+    assert (cs.loss.weight_modularity, cs.loss.dmon_knn, cs.train.transformer_lr_mult) == (
+        0.2,
+        4,
+        1.0,
+    )
 
 
 def test_overrides_are_typed_and_checked():
-    cfg = load_config("tiny", ["train.lr=0.5", "grouping.level_clusters=[6, 3, 2]", "train.amp=false"])
-    assert cfg.train.lr == 0.5 and cfg.grouping.level_clusters == (6, 3, 2) and cfg.train.amp is False
+    cfg = load_config(
+        "tiny", ["train.lr=0.5", "grouping.level_clusters=[6, 3, 2]", "train.amp=false"]
+    )
+    assert (
+        cfg.train.lr == 0.5 and cfg.grouping.level_clusters == (6, 3, 2) and cfg.train.amp is False
+    )
     assert load_config("tiny", ["train.lr=1"]).train.lr == 1.0  # int accepted for a float
     with pytest.raises(ConfigError, match="unknown config key.*train.lrr"):
         load_config("tiny", ["train.lrr=1"])
@@ -59,15 +77,23 @@ def test_issue15_options_defaults_presets_and_refusals():
     """Defaults keep today's behaviour; the presets of the original take its k-means cells, norm-weight group
     and (Cityscapes) joint DMoN graph, and keep our transformer form (docs/fidelity.md says so)."""
     default = HSGConfig()
-    assert (default.grouping.form, default.grouping.kmeans_init, default.loss.dmon_graph,
-            default.train.norm_weight_group) == ("hsg_explorer", "equal", "per_view", "bias")
+    assert (
+        default.grouping.form,
+        default.grouping.kmeans_init,
+        default.loss.dmon_graph,
+        default.train.norm_weight_group,
+    ) == ("hsg_explorer", "equal", "per_view", "bias")
     for name in ("coco_stage1", "coco_stage2", "cityscapes"):
         cfg = load_config(name)
         assert cfg.grouping.kmeans_init == "original" and cfg.grouping.form == "hsg_explorer", name
     assert load_config("cityscapes").loss.dmon_graph == "joint"
     assert load_config("coco_stage2").loss.dmon_graph == "per_view"
     assert load_config("demo").grouping.kmeans_init == "equal"
-    for bad in ("grouping.form=detr", "grouping.kmeans_init=thirds", "loss.dmon_graph=full",
-                "train.norm_weight_group=none"):
+    for bad in (
+        "grouping.form=detr",
+        "grouping.kmeans_init=thirds",
+        "loss.dmon_graph=full",
+        "train.norm_weight_group=none",
+    ):
         with pytest.raises(ConfigError, match=bad.split("=")[0]):
             load_config("tiny", [bad])

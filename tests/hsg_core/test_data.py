@@ -50,8 +50,14 @@ def test_empty_folder(tmp_path):
 
 
 def test_batch_layout_and_padding_normalised_to_zero():
-    items = [(torch.full((2, 3, 4, 4), 0.9), torch.tensor([[[0, 1, -1, -1]] * 4] * 2)) for _ in range(3)]
+    items = [
+        (torch.full((2, 3, 4, 4), 0.9), torch.tensor([[[0, 1, -1, -1]] * 4] * 2)) for _ in range(3)
+    ]
     collated = collate_views(items)
-    batch = to_batch(collated, torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.25), torch.device("cpu"))
+    batch = to_batch(
+        collated, torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.25), torch.device("cpu")
+    )
     assert batch.image_ids.tolist() == [0, 0, 1, 1, 2, 2] and batch.views.tolist() == [0, 1] * 3
-    assert (batch.images[..., 2:] == 0).all() and torch.allclose(batch.images[..., :2], torch.tensor(1.6))
+    assert (batch.images[..., 2:] == 0).all() and torch.allclose(
+        batch.images[..., :2], torch.tensor(1.6)
+    )

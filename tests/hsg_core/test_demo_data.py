@@ -13,7 +13,9 @@ def local_sources(tmp_path, monkeypatch):
     src.mkdir()
     rng = np.random.default_rng(0)
     for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (300 + 10 * i, 700, 3), dtype=np.uint8)).save(src / f"p{i}.png")
+        Image.fromarray(rng.integers(0, 255, (300 + 10 * i, 700, 3), dtype=np.uint8)).save(
+            src / f"p{i}.png"
+        )
 
     def fake_files(source, work):
         if source.name == "opencv":

@@ -1,4 +1,7 @@
 """DDP with 2 CPU processes (gloo) gives the gradients of one process on the joint batch."""
+
+import os
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -8,8 +11,9 @@ from hsg_core.model import HSG
 from hsg_core.norm import convert_sync_batchnorm
 from hsg_core.objective import Objective
 
-import os
-OVERRIDES = ["grouping.dropout=0.0", "data.crop_size=48"] + [o for o in os.environ.get("DDP_EXTRA", "").split(",") if o]
+OVERRIDES = ["grouping.dropout=0.0", "data.crop_size=48"] + [
+    o for o in os.environ.get("DDP_EXTRA", "").split(",") if o
+]
 
 
 def joint_batch(num_images: int = 4, crop: int = 48):
@@ -40,7 +44,12 @@ def run_rank(rank: int, world: int, init_file: str, out_file: str) -> None:
     objective = convert_sync_batchnorm(make_objective(), torch.device("cpu"))
     ddp = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
     n_local = per // 2
-    terms = ddp(images[sl], superpixels[sl], torch.arange(n_local).repeat_interleave(2), torch.arange(2).repeat(n_local))
+    terms = ddp(
+        images[sl],
+        superpixels[sl],
+        torch.arange(n_local).repeat_interleave(2),
+        torch.arange(2).repeat(n_local),
+    )
     terms["total"].backward()
     torch.save({"grads": grads(objective), "total": terms["total"].detach()}, f"{out_file}.{rank}")
     dist.destroy_process_group()
@@ -50,7 +59,9 @@ def test_two_process_gradients_equal_joint_batch(tmp_path):
     images, superpixels = joint_batch()
     single = make_objective()
     n = images.shape[0] // 2
-    terms = single(images, superpixels, torch.arange(n).repeat_interleave(2), torch.arange(2).repeat(n))
+    terms = single(
+        images, superpixels, torch.arange(n).repeat_interleave(2), torch.arange(2).repeat(n)
+    )
     terms["total"].backward()
     want = grads(single)
     out = tmp_path / "rank0.pt"
@@ -59,5 +70,7 @@ def test_two_process_gradients_equal_joint_batch(tmp_path):
     assert set(got) == set(want)
     # relative to each tensor's gradient scale, with a floor for tensors whose gradient is ~0
     floor = 1e-3 * max(w.abs().max().item() for w in want.values())
-    worst = max((got[k] - want[k]).abs().max().item() / max(want[k].abs().max().item(), floor) for k in want)
+    worst = max(
+        (got[k] - want[k]).abs().max().item() / max(want[k].abs().max().item(), floor) for k in want
+    )
     assert worst < 2e-3, worst

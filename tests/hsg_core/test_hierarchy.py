@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from hsg_core.hierarchy import build_prediction, parents_of, region_boxes, resize_nearest, segment_chains
+from hsg_core.hierarchy import (
+    build_prediction,
+    parents_of,
+    region_boxes,
+    resize_nearest,
+    segment_chains,
+)
 
 
 def nested_example():

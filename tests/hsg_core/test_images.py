@@ -35,8 +35,12 @@ def test_bad_files_give_one_line_errors(tmp_path):
     (tmp_path / "text.jpg").write_text("hello")
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "ok.jpg")
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "ok.jpg").read_bytes()[:200])
-    cases = {"empty.jpg": "empty file", "text.jpg": "not an image", "cut.jpg": "corrupt or truncated",
-             "missing.jpg": "no such file"}
+    cases = {
+        "empty.jpg": "empty file",
+        "text.jpg": "not an image",
+        "cut.jpg": "corrupt or truncated",
+        "missing.jpg": "no such file",
+    }
     for name, reason in cases.items():
         with pytest.raises(ImageReadError, match=reason) as info:
             load_image(tmp_path / name)
@@ -68,7 +72,11 @@ def test_list_images_skips_links_that_lead_out_of_the_root(tmp_path):
 
     root, _ = root_with_links_out(tmp_path)
     found = [p.relative_to(root).as_posix() for p in list_images(root)]
-    assert found == ["alias.png", "real.png", "sub/deep.png"]  # notes.jpg, photo.jpg, elsewhere/*: outside
+    assert found == [
+        "alias.png",
+        "real.png",
+        "sub/deep.png",
+    ]  # notes.jpg, photo.jpg, elsewhere/*: outside
 
 
 def test_training_and_index_share_one_suffix_list_with_gif_and_avif(tmp_path):
@@ -95,9 +103,15 @@ def test_pixel_limit_holds_before_decoding_whatever_the_warning_filter(tmp_path,
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header_only(14000, 14000))  # 1.96e8 pixels: PIL alone would only warn
     decoded = []
-    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or 1 / 0)
-    monkeypatch.setattr(warnings, "simplefilter", lambda *args, **kwargs: None)  # the filter "reset"
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or 1 / 0
+    )
+    monkeypatch.setattr(
+        warnings, "simplefilter", lambda *args, **kwargs: None
+    )  # the filter "reset"
     with pytest.raises(ImageReadError) as info:
         load_image(bomb)
-    assert str(info.value) == f"{bomb}: too large (more than 100,000,000 pixels); downscale it first"
+    assert (
+        str(info.value) == f"{bomb}: too large (more than 100,000,000 pixels); downscale it first"
+    )
     assert decoded == []

@@ -4,8 +4,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hsg_core.losses import (centroid_contrast_loss, collapse_loss, combine_losses, knn_adjacency,
-                             modularity_loss, segsort_loss)
+from hsg_core.losses import (
+    centroid_contrast_loss,
+    collapse_loss,
+    combine_losses,
+    knn_adjacency,
+    modularity_loss,
+    segsort_loss,
+)
 
 
 def unit(*angles):
@@ -48,10 +54,16 @@ def test_segsort_gradcheck():
     torch.manual_seed(1)
     pixels = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     protos = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    labels, own, proto_labels = torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 4]), torch.tensor([0, 1, 1, 0, 2])
+    labels, own, proto_labels = (
+        torch.tensor([0, 1, 1, 2]),
+        torch.tensor([0, 1, 2, 4]),
+        torch.tensor([0, 1, 1, 0, 2]),
+    )
 
     def fn(p, q):
-        return segsort_loss(F.normalize(p, dim=1), labels, own, F.normalize(q, dim=1), proto_labels, 3.0)
+        return segsort_loss(
+            F.normalize(p, dim=1), labels, own, F.normalize(q, dim=1), proto_labels, 3.0
+        )
 
     assert torch.autograd.gradcheck(fn, (pixels, protos))
 
@@ -95,7 +107,12 @@ def test_modularity_matches_textbook_loop_and_ignores_padding():
     s = F.one_hot(cluster, k).float()
     d = a.sum(1)
     two_m = d.sum()
-    q = sum((a[i, j] - d[i] * d[j] / two_m).item() for i in range(m) for j in range(m) if cluster[i] == cluster[j])
+    q = sum(
+        (a[i, j] - d[i] * d[j] / two_m).item()
+        for i in range(m)
+        for j in range(m)
+        if cluster[i] == cluster[j]
+    )
     q /= two_m.item()
     mask = torch.ones(1, m, dtype=torch.bool)
     assert modularity_loss(s[None], a[None], mask).item() == pytest.approx(-q, rel=1e-5)
@@ -112,7 +129,8 @@ def test_modularity_gradcheck():
     logits = torch.randn(1, 4, 2, dtype=torch.float64, requires_grad=True)
     mask = torch.ones(1, 4, dtype=torch.bool)
     assert torch.autograd.gradcheck(
-        lambda x: modularity_loss(torch.softmax(x, -1), a[None].double(), mask).double(), (logits,))
+        lambda x: modularity_loss(torch.softmax(x, -1), a[None].double(), mask).double(), (logits,)
+    )
 
 
 def test_collapse_balanced_and_collapsed():
@@ -123,7 +141,9 @@ def test_collapse_balanced_and_collapsed():
     assert collapse_loss(balanced, mask).item() == pytest.approx(0.0, abs=1e-6)
     assert collapse_loss(collapsed, mask).item() == pytest.approx(math.sqrt(4) - 1)
     padded = torch.cat([balanced, torch.ones(1, 2, 4)], 1)
-    assert collapse_loss(padded, torch.tensor([[1, 1, 1, 1, 0, 0]], dtype=torch.bool)).item() == pytest.approx(0.0, abs=1e-6)
+    assert collapse_loss(
+        padded, torch.tensor([[1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    ).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_knn_adjacency_against_loop():

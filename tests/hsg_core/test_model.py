@@ -7,8 +7,14 @@ from hsg_core.model import HSG, group_positions
 
 def tiny_model(levels=(5, 3, 2), form="hsg_explorer"):
     torch.manual_seed(0)
-    cfg = load_config("tiny", [f"grouping.level_clusters={list(levels)}", "grouping.dropout=0.0",
-                               f"grouping.form={form}"])
+    cfg = load_config(
+        "tiny",
+        [
+            f"grouping.level_clusters={list(levels)}",
+            "grouping.dropout=0.0",
+            f"grouping.form={form}",
+        ],
+    )
     return HSG(cfg).eval()
 
 
@@ -89,7 +95,9 @@ def test_original_form_groups_cluster_features_against_the_encoder_memory():
     no mask, at the mean position of each hard level-l group; P_{l+1} = C P_l. The four per-aspect
     fields (here all at our values) are ignored."""
     model = tiny_model(form="original")
-    assert all(level.form == "original" and level.centroid_head.fc1.bias is None for level in model.levels)
+    assert all(
+        level.form == "original" and level.centroid_head.fc1.bias is None for level in model.levels
+    )
     nodes = F.normalize(torch.randn(2, 9, 16), dim=-1)
     pos = torch.randn(2, 9, 16)
     mask = torch.ones(2, 9, dtype=torch.bool)
@@ -102,6 +110,10 @@ def test_original_form_groups_cluster_features_against_the_encoder_memory():
         upper_pos = group_positions(pos, out.node_groups[lv - 1], below.features.shape[1])
         want = model.levels[lv](below.features, upper_pos, None)
         assert torch.allclose(out.transitions[lv - 1], want.assignments, atol=1e-6)
-        assert torch.allclose(out.assignments[lv], want.assignments @ out.assignments[lv - 1], atol=1e-6)
+        assert torch.allclose(
+            out.assignments[lv], want.assignments @ out.assignments[lv - 1], atol=1e-6
+        )
     ours = tiny_model()  # same seed, our form: different numbers
-    assert not torch.allclose(ours.group(nodes, pos, mask).assignments[0], out.assignments[0], atol=1e-3)
+    assert not torch.allclose(
+        ours.group(nodes, pos, mask).assignments[0], out.assignments[0], atol=1e-3
+    )

@@ -1,4 +1,5 @@
 """The training objective's options of issue 15: the DMoN graph, the k-means grid rule, unused heads."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,12 @@ def tiny_batch(num_images: int = 2, crop: int = 48) -> Batch:
     yy, xx = torch.meshgrid(torch.arange(crop), torch.arange(crop), indexing="ij")
     blocks = (yy // 12) * 4 + xx // 12
     superpixels = torch.stack([(blocks + i) % 16 for i in range(2 * num_images)])
-    return Batch(images, superpixels, torch.arange(num_images).repeat_interleave(2), torch.arange(2).repeat(num_images))
+    return Batch(
+        images,
+        superpixels,
+        torch.arange(num_images).repeat_interleave(2),
+        torch.arange(2).repeat(num_images),
+    )
 
 
 def test_dmon_graph_per_view_or_joint_out_degree():
@@ -30,7 +36,10 @@ def test_dmon_graph_per_view_or_joint_out_degree():
     joint = knn_adjacency(x, mask, dmon_graph_groups(views, "joint"), 4)
     assert per_view.sum(2).tolist() == [[8.0] * 12] and joint.sum(2).tolist() == [[4.0] * 12]
     sim = (x @ x.transpose(1, 2))[0].fill_diagonal_(-2.0)
-    assert torch.equal(joint[0].nonzero()[:, 1].reshape(12, 4).sort(1).values, sim.topk(4, 1).indices.sort(1).values)
+    assert torch.equal(
+        joint[0].nonzero()[:, 1].reshape(12, 4).sort(1).values,
+        sim.topk(4, 1).indices.sort(1).values,
+    )
     with pytest.raises(ValueError, match="unknown DMoN graph"):
         dmon_graph_groups(views, "knn")
 
@@ -50,7 +59,9 @@ def test_training_uses_the_configured_grid_rule_and_graph(monkeypatch):
     monkeypatch.setattr(objective, "initial_clusters", spy_init)
     monkeypatch.setattr(objective, "dmon_graph_groups", spy_groups)
     torch.manual_seed(0)
-    cfg = load_config("tiny", ["grouping.kmeans_init=original", "loss.dmon_graph=joint", "data.crop_size=48"])
+    cfg = load_config(
+        "tiny", ["grouping.kmeans_init=original", "loss.dmon_graph=joint", "data.crop_size=48"]
+    )
     training_losses(HSG(cfg).train(), tiny_batch(), cfg)
     assert seen == {"rule": "original", "graph": "joint"}
 
@@ -61,7 +72,9 @@ def test_feature_heads_that_feed_no_level_get_no_gradient(form, unused):
     original's feeds level l's features to level l+1, so only the top level's is unused (in the original
     too). An unused head gets no gradient, and torch's SGD skips it (no decay): it keeps its init."""
     torch.manual_seed(0)
-    cfg = load_config("tiny", [f"grouping.form={form}", "grouping.dropout=0.0", "data.crop_size=48"])
+    cfg = load_config(
+        "tiny", [f"grouping.form={form}", "grouping.dropout=0.0", "data.crop_size=48"]
+    )
     model = HSG(cfg).train()
     training_losses(model, tiny_batch(), cfg).total.backward()
     for lv, level in enumerate(model.levels):

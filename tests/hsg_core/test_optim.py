@@ -1,4 +1,5 @@
 """SGD parameter groups: weights x1 with decay, biases x2 without, norm weights by train.norm_weight_group."""
+
 import pytest
 
 from hsg_core.config import load_config
@@ -12,10 +13,12 @@ def group_of(model, groups):
     return {name: where[id(p)] for name, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("rule, norm_weight, fast_norm_weight", [("bias", (2.0, 0.0), (20.0, 0.0)),
-                                                                  ("weight", (1.0, 1e-4), (10.0, 1e-4))])
+@pytest.mark.parametrize(
+    "rule, norm_weight, fast_norm_weight",
+    [("bias", (2.0, 0.0), (20.0, 0.0)), ("weight", (1.0, 1e-4), (10.0, 1e-4))],
+)
 def test_norm_weights_go_with_biases_or_with_weights(rule, norm_weight, fast_norm_weight):
-    """"bias" (ours): BN weights lr x2 without decay; "weight" (the original's grouping by name): x1 with
+    """ "bias" (ours): BN weights lr x2 without decay; "weight" (the original's grouping by name): x1 with
     decay. Biases x2 without decay and matrices x1 with decay either way; transformers x10 on top."""
     cfg = load_config("tiny", [f"train.norm_weight_group={rule}", "train.transformer_lr_mult=10"])
     model = HSG(cfg)
@@ -25,7 +28,10 @@ def test_norm_weights_go_with_biases_or_with_weights(rule, norm_weight, fast_nor
     assert groups["levels.0.encoder.0.norm1.weight"] == fast_norm_weight
     assert groups["backbone.bn1.bias"] == (2.0, 0.0) and groups["head.project.bias"] == (2.0, 0.0)
     assert groups["backbone.conv1.weight"] == (1.0, 1e-4)
-    assert groups["levels.0.queries.weight"] == (10.0, 1e-4) and groups["position.row.weight"] == (10.0, 1e-4)
+    assert groups["levels.0.queries.weight"] == (10.0, 1e-4) and groups["position.row.weight"] == (
+        10.0,
+        1e-4,
+    )
     assert groups["levels.0.encoder.0.attn.in_proj_bias"] == (20.0, 0.0)
 
 

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from hsg_core.config import OversegConfig
-from hsg_core.overseg import OversegCache, UCMHierarchy, edge_map, gradient_edges, hed_edges, oversegment
+from hsg_core.overseg import (
+    OversegCache,
+    UCMHierarchy,
+    edge_map,
+    gradient_edges,
+    hed_edges,
+    oversegment,
+)
 from hsg_core.overseg.hed import read_hed
 from tests.conftest import make_shapes_image
 
@@ -36,7 +43,9 @@ def test_thin_line_survives_gradient_ucm():
 
 
 def test_ucm_cuts_are_nested():
-    hierarchy = UCMHierarchy.from_edges(gradient_edges(make_shapes_image(np.random.default_rng(2), 60, 80)))
+    hierarchy = UCMHierarchy.from_edges(
+        gradient_edges(make_shapes_image(np.random.default_rng(2), 60, 80))
+    )
     fine, coarse = hierarchy.cut(32), hierarchy.cut(8)
     assert coarse.max() + 1 <= 8 and fine.max() + 1 <= 32
     for region in np.unique(fine):
@@ -95,7 +104,9 @@ def two_halves_and_a_box() -> np.ndarray:
 
 @pytest.mark.parametrize("ordering", ["dynamics", "area", "volume"])
 def test_every_ordering_gives_nested_capped_cuts(ordering):
-    hierarchy = UCMHierarchy.from_edges(gradient_edges(make_shapes_image(np.random.default_rng(2), 60, 80)), ordering)
+    hierarchy = UCMHierarchy.from_edges(
+        gradient_edges(make_shapes_image(np.random.default_rng(2), 60, 80)), ordering
+    )
     fine, coarse = hierarchy.cut(24), hierarchy.cut(6)
     assert coarse.max() + 1 <= 6 and fine.max() + 1 <= 24
     assert all(np.unique(coarse[fine == r]).size == 1 for r in np.unique(fine))
@@ -113,11 +124,17 @@ def test_ordering_is_validated_and_part_of_the_cache_key(tmp_path):
     with pytest.raises(ValueError, match="unknown watershed ordering 'height'"):
         UCMHierarchy.from_edges(two_halves_and_a_box(), "height")
     with pytest.raises(ValueError, match="unknown overseg.ucm_ordering 'height'"):
-        oversegment(np.zeros((8, 8, 3), np.uint8), OversegConfig(method="gradient_ucm", ucm_ordering="height"))
+        oversegment(
+            np.zeros((8, 8, 3), np.uint8),
+            OversegConfig(method="gradient_ucm", ucm_ordering="height"),
+        )
     image = make_shapes_image(np.random.default_rng(3), 40, 50)
     cache = OversegCache(tmp_path)
     oversegment(image, OversegConfig(method="gradient_ucm", max_regions=10), cache=cache)
-    assert cache.get(image, OversegConfig(method="gradient_ucm", max_regions=10, ucm_ordering="area")) is None
+    assert (
+        cache.get(image, OversegConfig(method="gradient_ucm", max_regions=10, ucm_ordering="area"))
+        is None
+    )
 
 
 def test_edge_map_cache_round_trip_keyed_by_method_only(tmp_path):
@@ -128,7 +145,9 @@ def test_edge_map_cache_round_trip_keyed_by_method_only(tmp_path):
     cached = edge_map(image, cfg, cache=cache)
     assert fresh.dtype == np.float32 and np.array_equal(fresh, cached)  # float16-rounded either way
     assert np.array_equal(fresh, fresh.astype(np.float16).astype(np.float32))
-    assert np.array_equal(cache.get_edges(image, OversegConfig(method="gradient_ucm", max_regions=99)), fresh)
+    assert np.array_equal(
+        cache.get_edges(image, OversegConfig(method="gradient_ucm", max_regions=99)), fresh
+    )
     assert cache.get_edges(image, OversegConfig(method="hed_ucm")) is None  # another edge detector
     cache.path(image, cfg, "edges").write_bytes(b"broken")
     assert cache.get_edges(image, cfg) is None
@@ -165,7 +184,9 @@ def test_cache_stays_under_its_cap_and_keeps_the_most_recently_used(tmp_path):
     present = [cache.path(image, cfg).is_file() for image in images]
     kept = [i for i in range(1, len(images)) if present[i]]
     assert present[0] and 7 <= len(kept) <= 9
-    assert kept == list(range(len(images) - len(kept), len(images)))  # the most recent writes, in one run
+    assert kept == list(
+        range(len(images) - len(kept), len(images))
+    )  # the most recent writes, in one run
     edges = np.zeros((16, 16), np.float32)
     for image in images:  # edge maps share the cap
         cache.put_edges(image, cfg, edges)
@@ -187,7 +208,9 @@ def test_cache_cap_comes_from_the_environment(tmp_path, monkeypatch):
     assert predictor.cache.root == tmp_path / "overseg" and predictor.cache.max_bytes == 3 << 19
     for bad in ("lots", "0", "-1", "nan", "inf"):
         monkeypatch.setenv(CACHE_MB_ENV, bad)
-        with pytest.raises(ValueError, match=f"{CACHE_MB_ENV}='{bad}': expected a positive number of megabytes"):
+        with pytest.raises(
+            ValueError, match=f"{CACHE_MB_ENV}='{bad}': expected a positive number of megabytes"
+        ):
             OversegCache(tmp_path)
 
 
@@ -216,7 +239,9 @@ def _share_cache(root: str, cap: int, seed: int, rounds: int) -> None:
     os._exit(0)
 
 
-def test_processes_sharing_a_cache_evict_each_others_entries_without_errors(tmp_path, monkeypatch, caplog):
+def test_processes_sharing_a_cache_evict_each_others_entries_without_errors(
+    tmp_path, monkeypatch, caplog
+):
     """Three processes with one capped cache: none fails when another evicts an entry it is about to read or
     evict, and the folder ends within the cap plus what the others wrote since their last scan (10% each)."""
     import multiprocessing
@@ -224,7 +249,10 @@ def test_processes_sharing_a_cache_evict_each_others_entries_without_errors(tmp_
 
     cap = 30 * entry_bytes(np.zeros((16, 16), np.int32))
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_share_cache, args=(str(tmp_path), cap, seed, 150)) for seed in range(3)]
+    workers = [
+        context.Process(target=_share_cache, args=(str(tmp_path), cap, seed, 150))
+        for seed in range(3)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -249,5 +277,7 @@ def test_processes_sharing_a_cache_evict_each_others_entries_without_errors(tmp_
     assert not caplog.records  # a miss, not a damaged entry
     monkeypatch.setattr(np, "load", real_load)
     gone = str(tmp_path / "one" / "ab" / "gone.npy")
-    monkeypatch.setattr(cache, "_entries", lambda: [(0, cap, gone), (1, 10, str(cache.path(image, cfg)))])
+    monkeypatch.setattr(
+        cache, "_entries", lambda: [(0, cap, gone), (1, 10, str(cache.path(image, cfg)))]
+    )
     assert cache.evict() == 10

@@ -18,7 +18,9 @@ def predictor():
 def test_prediction_on_non_square_image_keeps_xy(predictor):
     image = make_shapes_image(np.random.default_rng(1), 50, 130)  # wide: x up to 129, y up to 49
     pred = predictor.set_image(image)
-    assert pred.image_size == (50, 130) and pred.num_levels == 3  # segments + the 4 -> 2 groups of tiny
+    assert (
+        pred.image_size == (50, 130) and pred.num_levels == 3
+    )  # segments + the 4 -> 2 groups of tiny
     for level in pred.levels:
         assert level.label_map.shape == (50, 130)
         assert level.areas.sum() == 50 * 130 and (level.areas > 0).all()
@@ -49,7 +51,9 @@ def test_load_predictor_round_trip_and_nan_weights(tmp_path):
     cfg = load_config("tiny", ["overseg.cache=false"])
     model = HSG(cfg)
     ckpt = tmp_path / "m.pt"
-    atomic_torch_save({"format": FORMAT, "config": cfg.to_dict(), "model": model.state_dict(), "step": 0}, ckpt)
+    atomic_torch_save(
+        {"format": FORMAT, "config": cfg.to_dict(), "model": model.state_dict(), "step": 0}, ckpt
+    )
     loaded = load_predictor(ckpt, "cpu")
     assert loaded.config == cfg and len(loaded.checkpoint_hash) == 64
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -67,16 +71,25 @@ def test_load_predictor_round_trip_and_nan_weights(tmp_path):
 @pytest.fixture(scope="module")
 def contour_predictor():
     torch.manual_seed(0)
-    cfg = load_config("tiny", ["overseg.cache=false", "overseg.method=gradient_ucm",
-                               "grouping.infer_hierarchy=contour", "contour.switch_regions=12",
-                               "contour.level_altitudes=[0.0,1.0,1.2,10.0]"])
+    cfg = load_config(
+        "tiny",
+        [
+            "overseg.cache=false",
+            "overseg.method=gradient_ucm",
+            "grouping.infer_hierarchy=contour",
+            "contour.switch_regions=12",
+            "contour.level_altitudes=[0.0,1.0,1.2,10.0]",
+        ],
+    )
     return HSGPredictor(HSG(cfg), work_side=96)
 
 
 def test_contour_hierarchy_levels_are_nested_cuts_of_one_tree(contour_predictor):
     image = make_shapes_image(np.random.default_rng(4), 70, 110)
     pred, cut = contour_predictor.predict_tree(image)
-    assert contour_predictor.num_levels == pred.num_levels == 4 and pred.meta["hierarchy"] == "contour"
+    assert (
+        contour_predictor.num_levels == pred.num_levels == 4 and pred.meta["hierarchy"] == "contour"
+    )
     assert set(pred.meta["seconds"]) == {"edges", "features", "tree", "levels"}
     for level in pred.levels:
         assert level.label_map.shape == (70, 110)
@@ -88,7 +101,10 @@ def test_contour_hierarchy_levels_are_nested_cuts_of_one_tree(contour_predictor)
     for fine, coarse in zip(pred.levels, pred.levels[1:]):
         assert np.array_equal(coarse.label_map, fine.parents[fine.label_map])
     # altitude 0: every watershed basin; 1.0: the fine stage's hand-over cut (<= 12); 10: one region
-    assert pred.levels[0].num_regions > 12 >= pred.levels[1].num_regions and pred.levels[-1].num_regions == 1
+    assert (
+        pred.levels[0].num_regions > 12 >= pred.levels[1].num_regions
+        and pred.levels[-1].num_regions == 1
+    )
     again = contour_predictor.predict(image)
     assert all(np.array_equal(a.label_map, b.label_map) for a, b in zip(pred.levels, again.levels))
 
@@ -97,7 +113,9 @@ def test_region_embedding_is_the_mean_of_its_pixels(contour_predictor):
     image = make_shapes_image(np.random.default_rng(5), 60, 60)
     pred = contour_predictor.predict(image)
     fine, coarse = pred.levels[0], pred.levels[1]
-    for region in range(coarse.num_regions):  # the coarse direction is the area-weighted child mean's
+    for region in range(
+        coarse.num_regions
+    ):  # the coarse direction is the area-weighted child mean's
         members = np.flatnonzero(fine.parents == region)
         weighted = (fine.embeddings[members] * fine.areas[members, None]).sum(0)
         assert (fine.embeddings[members] @ coarse.embeddings[region]).max() > 0.3
@@ -105,7 +123,9 @@ def test_region_embedding_is_the_mean_of_its_pixels(contour_predictor):
 
 
 def test_contour_hierarchy_needs_an_edge_map():
-    cfg = load_config("tiny", ["overseg.cache=false", "grouping.infer_hierarchy=contour"])  # tiny: SLIC
+    cfg = load_config(
+        "tiny", ["overseg.cache=false", "grouping.infer_hierarchy=contour"]
+    )  # tiny: SLIC
     with pytest.raises(ValueError, match="overseg.method 'slic' has no edge map"):
         HSGPredictor(HSG(cfg), work_side=64).predict(np.zeros((30, 40, 3), np.uint8))
     transformers = HSGPredictor(HSG(load_config("tiny", ["overseg.cache=false"])), work_side=64)
@@ -115,32 +135,50 @@ def test_contour_hierarchy_needs_an_edge_map():
 
 def test_backbone_descriptors_append_the_backbone_mean():
     torch.manual_seed(0)
-    overrides = ["overseg.cache=false", "overseg.method=gradient_ucm", "grouping.infer_hierarchy=contour",
-                 "contour.switch_regions=12", "contour.level_altitudes=[0.0,1.2]"]
+    overrides = [
+        "overseg.cache=false",
+        "overseg.method=gradient_ucm",
+        "grouping.infer_hierarchy=contour",
+        "contour.switch_regions=12",
+        "contour.level_altitudes=[0.0,1.2]",
+    ]
     model = HSG(load_config("tiny", overrides))
     plain = HSGPredictor(model, work_side=96)
-    both = HSGPredictor(HSG(load_config("tiny", overrides + ["contour.region_descriptor=embedding+backbone"])),
-                        work_side=96)
+    both = HSGPredictor(
+        HSG(load_config("tiny", overrides + ["contour.region_descriptor=embedding+backbone"])),
+        work_side=96,
+    )
     both.model.load_state_dict(model.state_dict())
     image = make_shapes_image(np.random.default_rng(7), 50, 70)
     a, b = plain.predict(image), both.predict(image)
     dim, extra = a.levels[0].embeddings.shape[1], model.backbone.out_channels
     for la, lb in zip(a.levels, b.levels):
-        assert np.array_equal(la.label_map, lb.label_map)  # the descriptor never changes the regions
+        assert np.array_equal(
+            la.label_map, lb.label_map
+        )  # the descriptor never changes the regions
         assert lb.embeddings.shape == (la.num_regions, dim + extra)
         assert np.allclose(np.linalg.norm(lb.embeddings, axis=1), 1, atol=1e-4)
-        head = lb.embeddings[:, :dim] / np.linalg.norm(lb.embeddings[:, :dim], axis=1, keepdims=True)
+        head = lb.embeddings[:, :dim] / np.linalg.norm(
+            lb.embeddings[:, :dim], axis=1, keepdims=True
+        )
         assert np.allclose(head, la.embeddings, atol=1e-4)
-    bad = HSGPredictor(HSG(load_config("tiny", overrides + ["contour.region_descriptor=colour"])), work_side=96)
-    with pytest.raises(ValueError, match="contour.region_descriptor must be one of embedding, embedding"):
+    bad = HSGPredictor(
+        HSG(load_config("tiny", overrides + ["contour.region_descriptor=colour"])), work_side=96
+    )
+    with pytest.raises(
+        ValueError, match="contour.region_descriptor must be one of embedding, embedding"
+    ):
         bad.predict(image)
 
 
 def test_parent_context_appends_the_weighted_parent_descriptor():
     # 3 segments; level 1 groups {0, 1} and {2}; level 2 is one region
     chains = [np.array([0, 1, 2]), np.array([0, 0, 1]), np.array([0, 0, 0])]
-    descriptors = [np.eye(3, dtype=np.float32)[:, :2] + [[0, 0], [0, 0], [1, 1]],
-                   np.array([[1, 0], [0, 1]], np.float32), np.array([[0.6, 0.8]], np.float32)]
+    descriptors = [
+        np.eye(3, dtype=np.float32)[:, :2] + [[0, 0], [0, 0], [1, 1]],
+        np.array([[1, 0], [0, 1]], np.float32),
+        np.array([[0.6, 0.8]], np.float32),
+    ]
     assert with_parent_context(descriptors, chains, 0.0) is descriptors
     out = with_parent_context(descriptors, chains, 0.5)
     expected_level0 = np.array([[1, 0, 0.5, 0], [0, 1, 0.5, 0], [1, 1, 0, 0.5]])
@@ -149,9 +187,20 @@ def test_parent_context_appends_the_weighted_parent_descriptor():
     for got, want in zip(out, [expected_level0, expected_level1, expected_top]):
         assert np.allclose(got, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-6)
     with pytest.raises(ValueError, match="contour.parent_context must be >= 0, got -1.0"):
-        HSGPredictor(HSG(load_config("tiny", ["contour.parent_context=-1.0", "grouping.infer_hierarchy=contour",
-                                              "overseg.method=gradient_ucm", "overseg.cache=false"])),
-                     work_side=64).predict(np.zeros((30, 40, 3), np.uint8))
+        HSGPredictor(
+            HSG(
+                load_config(
+                    "tiny",
+                    [
+                        "contour.parent_context=-1.0",
+                        "grouping.infer_hierarchy=contour",
+                        "overseg.method=gradient_ucm",
+                        "overseg.cache=false",
+                    ],
+                )
+            ),
+            work_side=64,
+        ).predict(np.zeros((30, 40, 3), np.uint8))
 
 
 def test_resnet_checkpoint_from_before_the_dilation_fix_keeps_its_rule(tmp_path):
@@ -163,16 +212,26 @@ def test_resnet_checkpoint_from_before_the_dilation_fix_keeps_its_rule(tmp_path)
     stored = old.to_dict()
     del stored["model"]["dilation_rule"]  # written before the field existed
     ckpt = tmp_path / "old.pt"
-    atomic_torch_save({"format": FORMAT, "config": stored, "model": model.state_dict(), "step": 0}, ckpt)
+    atomic_torch_save(
+        {"format": FORMAT, "config": stored, "model": model.state_dict(), "step": 0}, ckpt
+    )
     loaded = load_predictor(ckpt, "cpu")
-    assert loaded.config.model.dilation_rule == "stage" and loaded.model.backbone.dilation_rule == "stage"
+    assert (
+        loaded.config.model.dilation_rule == "stage"
+        and loaded.model.backbone.dilation_rule == "stage"
+    )
     image = make_shapes_image(np.random.default_rng(9), 40, 50)
     expected = HSGPredictor(model, work_side=96).predict(image)
     got = loaded.predict(image)
-    assert all(np.allclose(a.embeddings, b.embeddings, atol=1e-5) for a, b in zip(expected.levels, got.levels))
+    assert all(
+        np.allclose(a.embeddings, b.embeddings, atol=1e-5)
+        for a, b in zip(expected.levels, got.levels)
+    )
 
 
-def test_a_checkpoint_without_form_or_kmeans_init_loads_with_our_transformer_and_equal_cells(tmp_path, monkeypatch):
+def test_a_checkpoint_without_form_or_kmeans_init_loads_with_our_transformer_and_equal_cells(
+    tmp_path, monkeypatch
+):
     """Written before grouping.form / grouping.kmeans_init: checkpoint_config fills in what it was trained
     with (not whatever the defaults become), so it loads and predicts as before."""
     from hsg_core.config import HSGConfig
@@ -183,18 +242,31 @@ def test_a_checkpoint_without_form_or_kmeans_init_loads_with_our_transformer_and
     stored = cfg.to_dict()
     del stored["grouping"]["form"], stored["grouping"]["kmeans_init"]
     ckpt = tmp_path / "old.pt"
-    atomic_torch_save({"format": FORMAT, "config": stored, "model": model.state_dict(), "step": 0}, ckpt)
+    atomic_torch_save(
+        {"format": FORMAT, "config": stored, "model": model.state_dict(), "step": 0}, ckpt
+    )
     built = []
     real = HSGConfig.from_dict
-    monkeypatch.setattr(HSGConfig, "from_dict", classmethod(lambda cls, data: built.append(data) or real(data)))
+    monkeypatch.setattr(
+        HSGConfig, "from_dict", classmethod(lambda cls, data: built.append(data) or real(data))
+    )
     loaded = load_predictor(ckpt, "cpu")
-    assert any(d.get("grouping", {}).get("form") == "hsg_explorer" and d["grouping"].get("kmeans_init") == "equal"
-               for d in built)
-    assert (loaded.config.grouping.form, loaded.config.grouping.kmeans_init) == ("hsg_explorer", "equal")
+    assert any(
+        d.get("grouping", {}).get("form") == "hsg_explorer"
+        and d["grouping"].get("kmeans_init") == "equal"
+        for d in built
+    )
+    assert (loaded.config.grouping.form, loaded.config.grouping.kmeans_init) == (
+        "hsg_explorer",
+        "equal",
+    )
     image = make_shapes_image(np.random.default_rng(9), 40, 50)
     expected = HSGPredictor(model, work_side=96).predict(image)
     got = loaded.predict(image)
-    assert all(np.allclose(a.embeddings, b.embeddings, atol=1e-5) for a, b in zip(expected.levels, got.levels))
+    assert all(
+        np.allclose(a.embeddings, b.embeddings, atol=1e-5)
+        for a, b in zip(expected.levels, got.levels)
+    )
 
 
 def test_inference_uses_the_configured_kmeans_grid_rule(monkeypatch):
@@ -210,5 +282,7 @@ def test_inference_uses_the_configured_kmeans_grid_rule(monkeypatch):
     monkeypatch.setattr(predictor_module, "initial_clusters", spy)
     torch.manual_seed(0)
     cfg = load_config("tiny", ["overseg.cache=false", "grouping.kmeans_init=original"])
-    HSGPredictor(HSG(cfg).eval(), work_side=96).predict(make_shapes_image(np.random.default_rng(1), 40, 50))
+    HSGPredictor(HSG(cfg).eval(), work_side=96).predict(
+        make_shapes_image(np.random.default_rng(1), 40, 50)
+    )
     assert rules == [((3, 3), "original")]

@@ -1,8 +1,14 @@
 import numpy as np
 import torch
 
-from hsg_core.region_pooling import (chain_sums, grid_to_pixels, level_of_segments, patch_overlap, region_sums,
-                                     unit_rows)
+from hsg_core.region_pooling import (
+    chain_sums,
+    grid_to_pixels,
+    level_of_segments,
+    patch_overlap,
+    region_sums,
+    unit_rows,
+)
 
 
 def test_grid_to_pixels_is_unit_and_crops_the_padding():
@@ -11,9 +17,13 @@ def test_grid_to_pixels_is_unit_and_crops_the_padding():
     grid[1, :, 3] = 1.0  # padding column: the image covers 3 of 4 columns
     pixels = grid_to_pixels(grid, (3, 3), (30, 30)).t().numpy()
     assert pixels.shape == (900, 2) and np.allclose(np.linalg.norm(pixels, axis=1), 1, atol=1e-5)
-    assert pixels[:, 1].reshape(30, 30)[:, :20].max() < 1e-6  # the padding bleeds only into the last cell
+    assert (
+        pixels[:, 1].reshape(30, 30)[:, :20].max() < 1e-6
+    )  # the padding bleeds only into the last cell
     stretched = grid_to_pixels(grid, (3, 4), (30, 30)).t().numpy()
-    assert stretched[:, 1].reshape(30, 30)[:, -1].min() > 0.9  # counted as image it reaches the border
+    assert (
+        stretched[:, 1].reshape(30, 30)[:, -1].min() > 0.9
+    )  # counted as image it reaches the border
 
 
 def test_region_sums_match_brute_force():
@@ -37,8 +47,19 @@ def test_chain_sums_and_levels_of_segments():
 
 def test_patch_overlap_counts_pixels_per_cell():
     labels = np.zeros((4, 6), np.int64)
-    labels[:, 3:] = 1  # two halves of a 4x6 map over a 2x3 grid (2x2 pixels a cell), last column padding
+    labels[:, 3:] = (
+        1  # two halves of a 4x6 map over a 2x3 grid (2x2 pixels a cell), last column padding
+    )
     overlap = patch_overlap(labels, (2, 4), (2, 3)).toarray()
     assert overlap.shape == (2, 8)
-    assert overlap[0].tolist() == [4, 2, 0, 0, 4, 2, 0, 0]  # region 0: cell 0 and half of cell 1 per row
+    assert overlap[0].tolist() == [
+        4,
+        2,
+        0,
+        0,
+        4,
+        2,
+        0,
+        0,
+    ]  # region 0: cell 0 and half of cell 1 per row
     assert overlap[1].tolist() == [0, 2, 4, 0, 0, 2, 4, 0] and overlap.sum() == 24

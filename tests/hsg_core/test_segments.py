@@ -3,9 +3,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hsg_core.segments import (IGNORE, grid_initial_labels, initial_clusters, intersect_segments,
-                               location_features, majority_downsample, original_grid_labels, segment_means,
-                               spherical_kmeans)
+from hsg_core.segments import (
+    IGNORE,
+    grid_initial_labels,
+    initial_clusters,
+    intersect_segments,
+    location_features,
+    majority_downsample,
+    original_grid_labels,
+    segment_means,
+    spherical_kmeans,
+)
 
 
 def kmeans_loop(x: np.ndarray, labels: np.ndarray, k: int, iters: int) -> np.ndarray:
@@ -68,7 +76,9 @@ def test_intersection_numbers_segments_across_crops():
 def test_segment_means():
     emb = torch.tensor([[1.0, 0], [3.0, 0], [0, 2.0]])
     ids = torch.tensor([0, 0, 1])
-    assert torch.allclose(segment_means(emb, ids, 2, normalize=False), torch.tensor([[2.0, 0], [0, 2.0]]))
+    assert torch.allclose(
+        segment_means(emb, ids, 2, normalize=False), torch.tensor([[2.0, 0], [0, 2.0]])
+    )
     assert torch.allclose(segment_means(emb, ids, 2), torch.tensor([[1.0, 0], [0, 1.0]]))
 
 
@@ -84,7 +94,9 @@ def test_original_grid_cells_on_28_px_with_a_4x4_grid():
     assert labels[0].tolist() == [4 * c for c in cells]  # columns: cell x, y = 0
     assert labels[27, 27].item() == 15
     equal = grid_initial_labels((4, 4), (28, 28), CPU).reshape(28, 28)
-    assert equal[:, 0].tolist() == [0] * 7 + [4] * 7 + [8] * 7 + [12] * 7  # ours: equal cells, row-major
+    assert (
+        equal[:, 0].tolist() == [0] * 7 + [4] * 7 + [8] * 7 + [12] * 7
+    )  # ours: equal cells, row-major
     assert initial_clusters((4, 4), (28, 28), CPU, "original")[1] == 16
 
 
@@ -92,10 +104,30 @@ def test_original_grid_cells_on_other_sizes():
     """14 px, 4 cells: i 3/13 rounds to 0 for i <= 2, 1 for 3..6, 2 for 7..10, 3 for 11..13 -> [3, 4, 4, 3].
     7 px: values 0, .5, 1, 1.5, 2, 2.5, 3 round half to even (torch.round) -> 0 0 1 2 2 2 3.
     A 3x2 grid on 5x4 px: rows round(0, .5, 1, 1.5, 2) = 0 0 1 2 2, cols round(0, 1/3, 2/3, 1) = 0 0 1 1."""
-    assert original_grid_labels((4, 1), (14, 1), CPU).tolist() == [0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3]
+    assert original_grid_labels((4, 1), (14, 1), CPU).tolist() == [
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+        1,
+        2,
+        2,
+        2,
+        2,
+        3,
+        3,
+        3,
+    ]
     assert original_grid_labels((4, 1), (7, 1), CPU).tolist() == [0, 0, 1, 2, 2, 2, 3]
     assert original_grid_labels((3, 2), (5, 4), CPU).reshape(5, 4).tolist() == [
-        [0, 0, 3, 3], [0, 0, 3, 3], [1, 1, 4, 4], [2, 2, 5, 5], [2, 2, 5, 5]]
+        [0, 0, 3, 3],
+        [0, 0, 3, 3],
+        [1, 1, 4, 4],
+        [2, 2, 5, 5],
+        [2, 2, 5, 5],
+    ]
 
 
 def test_original_grid_finer_than_the_map_numbers_only_the_cells_that_occur():

@@ -9,7 +9,7 @@ def halves(rows: int = 6, cols: int = 8, dim: int = 4) -> torch.Tensor:
     """[dim, rows, cols]: e_0 in the left half, e_1 in the right half."""
     grid = torch.zeros(dim, rows, cols)
     grid[0, :, : cols // 2] = 1.0
-    grid[1, :, cols // 2:] = 1.0
+    grid[1, :, cols // 2 :] = 1.0
     return grid
 
 
@@ -39,8 +39,11 @@ def test_scale_multiplies_then_clips():
 def test_padded_cells_are_cropped_away():
     grid = torch.zeros(2, 4, 6)
     grid[0, :, :3] = 1.0
-    grid[1, :, 3:] = 1.0  # a change between patches 2 and 3; patch 5 is padding (a ViT pads to whole patches)
+    grid[1, :, 3:] = (
+        1.0  # a change between patches 2 and 3; patch 5 is padding (a ViT pads to whole patches)
+    )
     out = semantic_edges(grid, (4, 5), (40, 50), scale=1.0)  # 5 valid patches -> 10 px each
+
     def centre(row):
         return float((row * np.arange(row.size)).sum() / row.sum())
 

@@ -16,7 +16,9 @@ def read_log(run):
 
 
 def test_learning_rate_schedule():
-    cfg = load_config("tiny", ["train.iterations=100", "train.warmup_iters=10", "train.lr=1.0"]).train
+    cfg = load_config(
+        "tiny", ["train.iterations=100", "train.warmup_iters=10", "train.lr=1.0"]
+    ).train
     assert learning_rate(cfg, 0) == pytest.approx(0.1)
     assert learning_rate(cfg, 5) == pytest.approx(0.55)
     assert learning_rate(cfg, 10) == 1.0 and learning_rate(cfg, 31) == 1.0
@@ -26,7 +28,9 @@ def test_learning_rate_schedule():
 
 
 def test_resume_continues_exactly(image_folder, tmp_path):
-    cfg = load_config("tiny", ["train.iterations=6", "train.checkpoint_every=3", "train.log_every=1"])
+    cfg = load_config(
+        "tiny", ["train.iterations=6", "train.checkpoint_every=3", "train.log_every=1"]
+    )
     whole = tmp_path / "whole"
     train(cfg, image_folder, whole, device=CPU)
     parts = tmp_path / "parts"
@@ -71,17 +75,29 @@ def fixed_batch_loss(cfg, model, folder):
     from hsg_core.objective import Objective
 
     dataset = MultiviewFolder(folder, cfg.data, cfg.overseg, seed=123)
-    batch = to_batch(collate_views([dataset[i] for i in range(4)]), model.pixel_mean, model.pixel_std, CPU)
+    batch = to_batch(
+        collate_views([dataset[i] for i in range(4)]), model.pixel_mean, model.pixel_std, CPU
+    )
     with torch.no_grad():
-        return Objective(model, cfg).train()(batch.images, batch.superpixels, batch.image_ids, batch.views)["image"]
+        return Objective(model, cfg).train()(
+            batch.images, batch.superpixels, batch.image_ids, batch.views
+        )["image"]
 
 
 def test_training_lowers_the_loss(image_folder, tmp_path):
     from hsg_core.checkpoint import load_model_state
     from hsg_core.model import HSG
 
-    cfg = load_config("tiny", ["train.iterations=50", "train.lr=0.05", "train.batch_size=4",
-                               "grouping.dropout=0.0", "train.checkpoint_every=1000"])
+    cfg = load_config(
+        "tiny",
+        [
+            "train.iterations=50",
+            "train.lr=0.05",
+            "train.batch_size=4",
+            "grouping.dropout=0.0",
+            "train.checkpoint_every=1000",
+        ],
+    )
     torch.manual_seed(cfg.train.seed)
     before = fixed_batch_loss(cfg, HSG(cfg), image_folder)
     ckpt = train(cfg, image_folder, tmp_path / "run", device=CPU)
@@ -98,7 +114,9 @@ def test_resume_rewinds_the_log_to_the_checkpoint(image_folder, tmp_path):
     and a partial line from a killed append must not break the log."""
     import csv
 
-    cfg = load_config("tiny", ["train.iterations=6", "train.checkpoint_every=3", "train.log_every=1"])
+    cfg = load_config(
+        "tiny", ["train.iterations=6", "train.checkpoint_every=3", "train.log_every=1"]
+    )
     run = tmp_path / "run"
     train(cfg, image_folder, run, device=CPU, max_steps=3)
     train(cfg, image_folder, run, device=CPU, resume=True, max_steps=2)  # "killed" after step 5
@@ -126,8 +144,11 @@ def test_the_run_records_its_config_and_data(image_folder, tmp_path):
     cfg = load_config("tiny", ["train.iterations=1"])
     train(cfg, image_folder, tmp_path / "run", device=CPU)
     manifest = json.loads((tmp_path / "run" / "data_manifest.json").read_text())
-    assert manifest["images"] == 6 and ["sub/img5.png", (image_folder / "sub" / "img5.png").stat().st_size] \
+    assert (
+        manifest["images"] == 6
+        and ["sub/img5.png", (image_folder / "sub" / "img5.png").stat().st_size]
         in manifest["files"]
+    )
     assert load_config(str(tmp_path / "run" / "config.yaml")) == cfg
     (image_folder / "img0.png").unlink()
     train(cfg, image_folder, tmp_path / "run2", device=CPU)

@@ -7,7 +7,9 @@ from PIL import Image
 from index.copies import CopyTransform, load_pairs, prepare_copies
 
 # 8x10 original, mirrored, doubled to 16x20, crop x 4..18, y 2..14: the copy is 12x14
-FLIP_SCALE_CROP = CopyTransform(source_size=(8, 10), flip=True, scaled_size=(16, 20), crop=(4, 2, 18, 14))
+FLIP_SCALE_CROP = CopyTransform(
+    source_size=(8, 10), flip=True, scaled_size=(16, 20), crop=(4, 2, 18, 14)
+)
 
 
 def load_rgb(path):
@@ -31,9 +33,13 @@ def test_warp_labels_takes_the_pixel_under_each_copy_pixel_centre():
     assert warped.shape == (12, 14)
     assert warped[5, 13] == ids[3, 1]  # the hand-computed point above lands in copy pixel (13, 5)
     rows, cols = np.divmod(warped, 10)
-    centres = np.stack(np.meshgrid(np.arange(14) + 0.5, np.arange(12) + 0.5), axis=-1).reshape(-1, 2)
+    centres = np.stack(np.meshgrid(np.arange(14) + 0.5, np.arange(12) + 0.5), axis=-1).reshape(
+        -1, 2
+    )
     source = t.to_original(centres)
-    assert (np.floor(source[:, 0]) == cols.ravel()).all() and (np.floor(source[:, 1]) == rows.ravel()).all()
+    assert (np.floor(source[:, 0]) == cols.ravel()).all() and (
+        np.floor(source[:, 1]) == rows.ravel()
+    ).all()
 
 
 def test_inside_copy_by_hand():
@@ -58,18 +64,22 @@ def write_folder(folder, count, size=(24, 32)):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(count):
-        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"im{i}.png")
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+            folder / f"im{i}.png"
+        )
     return folder
 
 
 def test_prepare_copies_is_seeded_and_reused(tmp_path):
     data = write_folder(tmp_path / "data", 5)
     pairs = prepare_copies(data, tmp_path / "work", 3, 7, load_rgb)
-    assert [p.copy for p in pairs] == [f"copies/{p.original[len('images/'):]}.png" for p in pairs]
+    assert [p.copy for p in pairs] == [f"copies/{p.original[len('images/') :]}.png" for p in pairs]
     assert load_pairs(tmp_path / "work") == pairs
     for pair in pairs:
         assert load_rgb(tmp_path / "work" / pair.copy).shape[:2] == pair.transform.copy_size
-        assert (load_rgb(tmp_path / "work" / pair.original) == load_rgb(data / pair.original[7:])).all()
+        assert (
+            load_rgb(tmp_path / "work" / pair.original) == load_rgb(data / pair.original[7:])
+        ).all()
     stamp = (tmp_path / "work" / pairs[0].copy).stat().st_mtime_ns
     assert prepare_copies(data, tmp_path / "work", 3, 7, load_rgb) == pairs
     assert (tmp_path / "work" / pairs[0].copy).stat().st_mtime_ns == stamp  # reused, not rewritten

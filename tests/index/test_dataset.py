@@ -11,15 +11,28 @@ from index.synthetic import SyntheticExtractor
 from tests.conftest import root_with_links_out
 
 
-def test_links_that_lead_out_of_the_root_are_neither_listed_nor_indexed(tmp_path, checkpoint, caplog):
+def test_links_that_lead_out_of_the_root_are_neither_listed_nor_indexed(
+    tmp_path, checkpoint, caplog
+):
     root, outside = root_with_links_out(tmp_path)
     assert list_images(root) == ["alias.png", "real.png", "sub/deep.png"]
-    assert {"notes.jpg", "photo.jpg", "elsewhere"} <= {r.getMessage().split(":")[0] for r in caplog.records}
+    assert {"notes.jpg", "photo.jpg", "elsewhere"} <= {
+        r.getMessage().split(":")[0] for r in caplog.records
+    }
     extract = SyntheticExtractor()
     opened = []
-    build_index(root, tmp_path / "index", lambda paths: opened.extend(paths) or extract(paths),
-                checkpoint_hash=checkpoint, progress=lambda done, total: None)
-    assert sorted(SegmentIndex.open(tmp_path / "index").images()) == ["alias.png", "real.png", "sub/deep.png"]
+    build_index(
+        root,
+        tmp_path / "index",
+        lambda paths: opened.extend(paths) or extract(paths),
+        checkpoint_hash=checkpoint,
+        progress=lambda done, total: None,
+    )
+    assert sorted(SegmentIndex.open(tmp_path / "index").images()) == [
+        "alias.png",
+        "real.png",
+        "sub/deep.png",
+    ]
     assert all(str(outside) not in str(path.resolve()) for path in opened)
 
 

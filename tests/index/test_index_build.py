@@ -341,9 +341,10 @@ def test_a_second_job_on_a_busy_index_folder_fails_at_once_and_the_first_ends_in
         assert first.result(timeout=120)["status"] == "complete"
     assert second.calls == 0  # the second writer did no work
     assert_same_index(read_content, reference, out)
-    assert update_index(data, out, second, checkpoint_hash=checkpoint, progress=silent)[
-        "status"
-    ] == "complete"  # the folder is free again once the first job has ended
+    assert (
+        update_index(data, out, second, checkpoint_hash=checkpoint, progress=silent)["status"]
+        == "complete"
+    )  # the folder is free again once the first job has ended
 
 
 def test_a_job_that_indexes_nothing_does_not_wedge_the_folder(tmp_path, data, checkpoint):
@@ -384,8 +385,14 @@ def test_a_job_resumed_after_the_folder_changed_covers_the_folder_as_it_is(
         status = build(data, out, checkpoint, should_stop=stop_soon)
     else:
         status = update_index(
-            data, out, SyntheticExtractor(), checkpoint_hash=checkpoint, progress=silent,
-            shard_images=4, batch_size=2, should_stop=stop_soon,
+            data,
+            out,
+            SyntheticExtractor(),
+            checkpoint_hash=checkpoint,
+            progress=silent,
+            shard_images=4,
+            batch_size=2,
+            should_stop=stop_soon,
         )
     assert status["status"] == "stopped"
     (data / NAMES[0]).unlink()  # extracted before the pause
@@ -412,7 +419,9 @@ def test_a_pending_job_that_cannot_be_resumed_is_named_with_the_command_that_dis
     make_images(tmp_path / "other", ["x.png", "y.png"])
     assert build(data, out, checkpoint, should_stop=lambda: True)["status"] == "stopped"
     discard = re.escape(f"`hsg index discard {out}`")
-    with pytest.raises(IndexFormatError, match=rf"pending/plan.json: a pending build indexes .*{discard}"):
+    with pytest.raises(
+        IndexFormatError, match=rf"pending/plan.json: a pending build indexes .*{discard}"
+    ):
         build(tmp_path / "other", out, checkpoint)
     with pytest.raises(CheckpointMismatchError, match=rf"pending/plan.json: .*{discard}"):
         build(data, out, "another-checkpoint")
@@ -431,7 +440,9 @@ def stopped_after_one_shard(data: Path, out: Path, checkpoint: str) -> Path:
     return out / "pending" / "shard_00000.parquet"
 
 
-def test_a_flipped_byte_in_a_pending_shard_is_refused_at_commit(tmp_path, data, checkpoint, run_hsg):
+def test_a_flipped_byte_in_a_pending_shard_is_refused_at_commit(
+    tmp_path, data, checkpoint, run_hsg
+):
     """Issue 13 item 5: 4 bytes in a pending shard committed a vector of norm 362."""
     out = tmp_path / "out"
     shard = stopped_after_one_shard(data, out, checkpoint)
@@ -445,19 +456,21 @@ def test_a_flipped_byte_in_a_pending_shard_is_refused_at_commit(tmp_path, data, 
     assert build(data, out, checkpoint)["status"] == "complete"
 
 
-@pytest.mark.parametrize("damage, message", [("nan", "values that are not finite"), ("x362", "norm 362")])
+@pytest.mark.parametrize(
+    "damage, message", [("nan", "values that are not finite"), ("x362", "norm 362")]
+)
 def test_a_vector_that_is_not_a_finite_unit_vector_is_refused_at_commit(
     tmp_path, data, checkpoint, damage, message
 ):
     """Issue 13 item 5: one NaN made every click fail; a norm-362 vector became the top hit.
     Here the shard is written whole, with its checksum, as a faulty extractor would write it."""
+    import pyarrow as pa
+
     from index.records import VECTOR_COLUMN, split_vectors
     from index.shards import read_shard, write_shard
 
-    import pyarrow as pa
-
     out = tmp_path / "out"
-    shard = stopped_after_one_shard(data, out, checkpoint)
+    stopped_after_one_shard(data, out, checkpoint)
     table, records = read_shard(out, 0, checkpoint)
     meta, vectors = split_vectors(table)
     vectors = vectors.copy()
@@ -468,6 +481,8 @@ def test_a_vector_that_is_not_a_finite_unit_vector_is_refused_at_commit(
     column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
     write_shard(out, 0, meta.append_column(VECTOR_COLUMN, column), records, checkpoint)
     region = int(meta.column("id")[5].as_py())
-    with pytest.raises(IndexFormatError, match=rf"shard_00000.parquet: region id {region} has {message}"):
+    with pytest.raises(
+        IndexFormatError, match=rf"shard_00000.parquet: region id {region} has {message}"
+    ):
         build(data, out, checkpoint)
     assert not (out / "manifest.json").exists()

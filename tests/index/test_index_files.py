@@ -137,7 +137,7 @@ def test_threads_writing_one_file_atomically_never_collide(tmp_path):
         for round_ in range(10):
             payload = f"{number}:{round_}:".encode() + bytes(50_000)
 
-            def write(tmp: Path) -> None:
+            def write(tmp: Path, payload: bytes = payload) -> None:
                 tmp.write_bytes(payload)
                 time.sleep(0.002)  # another thread writes meanwhile
 
@@ -173,13 +173,17 @@ def silent_parquet_flip(path: Path) -> int:
     raise AssertionError("no silent flip found")
 
 
-@pytest.mark.parametrize("name", ["index-g0001.faiss", "metadata-g0001.parquet", "vectors-g0001.npy"])
+@pytest.mark.parametrize(
+    "name", ["index-g0001.faiss", "metadata-g0001.parquet", "vectors-g0001.npy"]
+)
 def test_a_flipped_byte_in_a_data_file_is_one_line_naming_it(index_dir, name, run_hsg):
     """Issue 13 item 5: one inverted byte in the faiss file changed search results silently."""
     from tests.conftest import assert_one_line_error
 
     path = index_dir / name
-    offset = silent_parquet_flip(path) if name.endswith(".parquet") else path.stat().st_size * 3 // 4
+    offset = (
+        silent_parquet_flip(path) if name.endswith(".parquet") else path.stat().st_size * 3 // 4
+    )
     flip_byte(path, offset)
     with pytest.raises(IndexFormatError, match=rf"{name}: "):
         SegmentIndex.open(index_dir)
@@ -198,7 +202,10 @@ def test_faiss_ids_and_stored_vectors_are_checked_on_open_even_on_the_fast_path(
         write(index_dir / name)
         manifest = json.loads((index_dir / "manifest.json").read_text())
         entry = manifest["files"][kind]
-        entry["bytes"], entry["sha256"] = (index_dir / name).stat().st_size, file_sha256(index_dir / name)
+        entry["bytes"], entry["sha256"] = (
+            (index_dir / name).stat().st_size,
+            file_sha256(index_dir / name),
+        )
         (index_dir / "manifest.json").write_text(json.dumps(manifest))
 
     pristine_faiss = (index_dir / "index-g0001.faiss").read_bytes()
@@ -215,7 +222,10 @@ def test_faiss_ids_and_stored_vectors_are_checked_on_open_even_on_the_fast_path(
     vectors[7, 3] = np.nan
     rewrite("vectors", "vectors-g0001.npy", lambda path: np.save(path, vectors))
     for fast_path in ({}, {"verify": False}):
-        with pytest.raises(IndexFormatError, match=r"vectors-g0001.npy: region id \d+ has values that are not finite"):
+        with pytest.raises(
+            IndexFormatError,
+            match=r"vectors-g0001.npy: region id \d+ has values that are not finite",
+        ):
             SegmentIndex.open(index_dir, **fast_path)
 
 
@@ -241,5 +251,7 @@ def test_an_index_opened_for_another_data_folder_is_refused(index_dir, pristine,
     recorded = SegmentIndex.open(index_dir).data_root
     assert recorded == pristine.parent / "data"
     assert len(SegmentIndex.open(index_dir, data_root=recorded)) == 6 * 35
-    with pytest.raises(DataRootMismatchError, match=rf"manifest.json: indexes the data folder {recorded}, not "):
+    with pytest.raises(
+        DataRootMismatchError, match=rf"manifest.json: indexes the data folder {recorded}, not "
+    ):
         SegmentIndex.open(index_dir, data_root=tmp_path / "elsewhere")

@@ -26,8 +26,12 @@ EXACT_RECALL = 0.98  # stated recall@10 of the compressed index against exact se
 
 def _build(data: Path, out: Path, checkpoint: str, **options) -> SegmentIndex:
     build_index(
-        data, out, SyntheticExtractor(), checkpoint_hash=checkpoint,
-        progress=lambda done, total: None, **options,
+        data,
+        out,
+        SyntheticExtractor(),
+        checkpoint_hash=checkpoint,
+        progress=lambda done, total: None,
+        **options,
     )
     return SegmentIndex.open(out)
 
@@ -93,7 +97,12 @@ def test_lazy_metadata_returns_the_rows_and_masks_of_the_eager_path(
     for hit in hits:
         row = eager[hit.id]
         assert (hit.image, hit.image_hash, hit.level, hit.region, hit.parent, hit.area) == (
-            row["image"], row["image_hash"], row["level"], row["region"], row["parent"], row["area"]
+            row["image"],
+            row["image_hash"],
+            row["level"],
+            row["region"],
+            row["parent"],
+            row["area"],
         )
         assert hit.box == (row["x0"], row["y0"], row["x1"], row["y1"])
     frame = index.metadata
@@ -122,7 +131,9 @@ def test_an_index_written_before_row_groups_and_checksums_still_opens(
     query = new.vectors()[40]
     assert old.search(query, 15) == new.search(query, 15)
     for region_id in new.metadata["id"].to_numpy()[::17]:
-        np.testing.assert_array_equal(old.region_mask(int(region_id)), new.region_mask(int(region_id)))
+        np.testing.assert_array_equal(
+            old.region_mask(int(region_id)), new.region_mask(int(region_id))
+        )
     assert verify_index(old_dir, upgrade=True)["checksums"] == "recorded"
 
 

@@ -37,9 +37,13 @@ def level(label_map: np.ndarray, keys: list[str], parents: np.ndarray) -> Synthe
     for region in range(len(keys)):
         ys, xs = np.nonzero(label_map == region)
         boxes.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
-    return SyntheticLevel(label_map.astype(np.int32), np.stack([unit_vector(k) for k in keys]),
-                          np.bincount(label_map.ravel()).astype(np.int64), np.array(boxes, np.int32),
-                          parents.astype(np.int32))
+    return SyntheticLevel(
+        label_map.astype(np.int32),
+        np.stack([unit_vector(k) for k in keys]),
+        np.bincount(label_map.ravel()).astype(np.int64),
+        np.array(boxes, np.int32),
+        parents.astype(np.int32),
+    )
 
 
 class ObjectExtractor:
@@ -61,7 +65,9 @@ class ObjectExtractor:
         rows, row_labels = np.unique(present // 4, return_inverse=True)
         name = source if self.identity else rel
         fine = level(labels, [f"{name}/0/{obj}" for obj in present], row_labels)
-        coarse = level(row_labels[labels], [f"{name}/1/{row}" for row in rows], np.full(len(rows), -1))
+        coarse = level(
+            row_labels[labels], [f"{name}/1/{row}" for row in rows], np.full(len(rows), -1)
+        )
         return SyntheticPrediction([fine, coarse], objects.shape)
 
 
@@ -78,8 +84,15 @@ def data(tmp_path_factory):
 
 
 def run(data, out, identity):
-    return run_retrieval(data, out, lambda: (ObjectExtractor(out / "work", identity), "fake-ckpt"), load_rgb,
-                         copies=4, seed=1, hardware={"cores": 1})
+    return run_retrieval(
+        data,
+        out,
+        lambda: (ObjectExtractor(out / "work", identity), "fake-ckpt"),
+        load_rgb,
+        copies=4,
+        seed=1,
+        hardware={"cores": 1},
+    )
 
 
 def test_identity_embeddings_find_every_target(data, tmp_path):
@@ -116,7 +129,9 @@ def test_copy_targets_by_hand():
     original[0, 19] = 2  # one pixel, 0.25% of the image: too small to be a query
     copy = np.zeros((20, 12), int)
     copy[:, :9] = 1
-    keep_left_12 = CopyTransform(source_size=(20, 20), flip=False, scaled_size=(20, 20), crop=(0, 0, 12, 20))
+    keep_left_12 = CopyTransform(
+        source_size=(20, 20), flip=False, scaled_size=(20, 20), crop=(0, 0, 12, 20)
+    )
     regions, targets, ious = copy_targets(original, copy, keep_left_12)
     # the left half (columns 0-9) meets copy region 1 (columns 0-8) in 180 of 200 pixels
     assert regions.tolist() == [0] and targets.tolist() == [1] and np.allclose(ious, [0.9])

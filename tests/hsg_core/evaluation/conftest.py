@@ -3,6 +3,7 @@
 Every sample is a 40x48 image with known class masks: 0 background, 1 a square, 2 a disc, and a
 2-pixel void (255) frame, like VOC's void boundaries. Images are painted by class (plus noise).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,7 @@ def make_mask(rng: np.random.Generator, height: int = 40, width: int = 48) -> np
     """[H, W] uint8 class ids: a random square (1) and disc (2) on background (0), void frame."""
     mask = np.zeros((height, width), np.uint8)
     top, left = rng.integers(3, height // 2), rng.integers(3, width // 2)
-    mask[top:top + 12, left:left + 12] = 1
+    mask[top : top + 12, left : left + 12] = 1
     yy, xx = np.mgrid[0:height, 0:width]
     cy, cx = rng.integers(10, height - 10), rng.integers(10, width - 10)
     mask[(yy - cy) ** 2 + (xx - cx) ** 2 < 36] = 2
@@ -39,7 +40,7 @@ def paint(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def voc_palette() -> list[int]:
     palette = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 * 3 - 9)
-    palette[255 * 3:] = [224, 224, 192]
+    palette[255 * 3 :] = [224, 224, 192]
     return palette
 
 
@@ -52,7 +53,9 @@ def write_voc(root: Path, splits: dict[str, int], seed: int = 0) -> Path:
         ids = [f"{split}_{i}" for i in range(count)]
         for sample_id in ids:
             mask = make_mask(rng)
-            Image.fromarray(paint(mask, rng)).save(root / "JPEGImages" / f"{sample_id}.jpg", quality=95)
+            Image.fromarray(paint(mask, rng)).save(
+                root / "JPEGImages" / f"{sample_id}.jpg", quality=95
+            )
             png = Image.fromarray(mask)
             png.putpalette(voc_palette())  # L -> P, as VOC's palette PNGs
             png.save(root / "SegmentationClass" / f"{sample_id}.png")

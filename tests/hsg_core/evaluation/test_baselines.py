@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from hsg_core.evaluation.baselines import (IMAGE_BASELINES, baseline_factories, make_kmeans, make_ucm2,
-                                           ucm2_cut)
+from hsg_core.evaluation.baselines import (
+    IMAGE_BASELINES,
+    baseline_factories,
+    make_kmeans,
+    make_ucm2,
+    ucm2_cut,
+)
 from hsg_core.evaluation.datasets import BSDSDataset, DatasetError, Sample
 from hsg_core.evaluation.metrics import segmentation_covering
 from tests.conftest import make_shapes_image
@@ -15,7 +20,9 @@ def test_cuts_have_at_most_n_contiguous_regions(name):
     for n in (24, 6, 2):
         labels = baseline.cut(n)
         assert labels.shape == (48, 64) and labels.dtype == np.int32
-        assert np.array_equal(np.unique(labels), np.arange(labels.max() + 1)) and labels.max() + 1 <= n
+        assert (
+            np.array_equal(np.unique(labels), np.arange(labels.max() + 1)) and labels.max() + 1 <= n
+        )
     assert baseline.cut(24).max() + 1 >= 12  # about n, not far fewer
     assert not baseline.cut(1).any()
     assert baseline.cut(6) is baseline.cut(6)  # computed once per count
@@ -25,7 +32,9 @@ def test_kmeans_separates_two_flat_colours():
     image = np.zeros((20, 30, 3), np.uint8)
     image[:, 15:] = (250, 250, 250)
     labels = make_kmeans(image).cut(2)
-    assert segmentation_covering(labels, (np.arange(30) >= 15)[None].repeat(20, 0).astype(int)) == 1.0
+    assert (
+        segmentation_covering(labels, (np.arange(30) >= 15)[None].repeat(20, 0).astype(int)) == 1.0
+    )
 
 
 def khalimsky_ucm2() -> np.ndarray:

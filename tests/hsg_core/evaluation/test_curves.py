@@ -1,4 +1,5 @@
 """ODS / OIS over every scale: by hand, on ucm2 thresholds, and through the hierarchy protocol."""
+
 import numpy as np
 import pytest
 
@@ -51,13 +52,23 @@ class TreeOracle(OraclePredictor):
 
 def test_protocol_scores_the_tree_and_ucm_baselines_at_every_scale(masks_root):
     dataset = masks_dataset(masks_root)
-    result = evaluate_hierarchy(TreeOracle(dataset), dataset, baselines=["gradient_ucm", "slic"], curves=True)
+    result = evaluate_hierarchy(
+        TreeOracle(dataset), dataset, baselines=["gradient_ucm", "slic"], curves=True
+    )
     curves = result["curves"]
     assert set(curves) == {"hsg", "gradient_ucm"}  # SLIC is no hierarchy: no curve
     assert curves["hsg"]["ods"] == curves["hsg"]["ois"] == 1.0
     assert 0 < curves["gradient_ucm"]["ods"] <= curves["gradient_ucm"]["ois"] < 1
-    plain = evaluate_hierarchy(OraclePredictor(dataset), dataset, baselines=["gradient_ucm"], curves=True,
-                               others={"tree": TreeOracle(dataset)})
-    assert set(plain["curves"]) == {"gradient_ucm", "hsg:tree"}  # a predictor without a tree has no curve
+    plain = evaluate_hierarchy(
+        OraclePredictor(dataset),
+        dataset,
+        baselines=["gradient_ucm"],
+        curves=True,
+        others={"tree": TreeOracle(dataset)},
+    )
+    assert set(plain["curves"]) == {
+        "gradient_ucm",
+        "hsg:tree",
+    }  # a predictor without a tree has no curve
     assert plain["curves"]["hsg:tree"]["ois"] == 1.0
     assert "curves" not in evaluate_hierarchy(OraclePredictor(dataset), dataset)

@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hsg_core.evaluation.datasets import (BSDSDataset, DatasetError, masks_dataset, open_labelled, read_mask,
-                                          voc_dataset)
+from hsg_core.evaluation.datasets import (
+    BSDSDataset,
+    DatasetError,
+    masks_dataset,
+    open_labelled,
+    read_mask,
+    voc_dataset,
+)
 
 
 def test_voc_split_reads_palette_masks(voc_root):
@@ -51,7 +57,10 @@ def test_missing_mask_names_the_image_and_the_mask(masks_root):
     with pytest.raises(DatasetError) as err:
         masks_dataset(masks_root)
     message = one_line(err)
-    assert str(masks_root / "images" / "s2.png") in message and "s2.png" in message.split("expected")[1]
+    assert (
+        str(masks_root / "images" / "s2.png") in message
+        and "s2.png" in message.split("expected")[1]
+    )
 
 
 def test_size_mismatch_names_the_mask(masks_root):
@@ -109,8 +118,12 @@ def test_a_mask_above_the_pixel_limit_is_refused_before_decoding(tmp_path, monke
     from tests.conftest import png_header_only
 
     decoded = []
-    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or 1 / 0)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10**8)  # as after any load_image: PIL only warns below 2x
+    monkeypatch.setattr(
+        ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or 1 / 0
+    )
+    monkeypatch.setattr(
+        Image, "MAX_IMAGE_PIXELS", 10**8
+    )  # as after any load_image: PIL only warns below 2x
     bomb = tmp_path / "mask.png"
     bomb.write_bytes(png_header_only(14000, 14000, colour_type=0))  # a grey mask
     with pytest.raises(DatasetError) as err:

@@ -1,4 +1,5 @@
 """hsg_core.evaluation keeps the core's dependency rule: never faiss or gradio."""
+
 from tests.test_layering import imported_after
 
 MODULES = ("metrics", "datasets", "baselines", "transfer", "protocols", "report", "runner")

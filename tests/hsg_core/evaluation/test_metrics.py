@@ -3,9 +3,17 @@ import itertools
 import numpy as np
 import pytest
 
-from hsg_core.evaluation.metrics import (confusion_matrix, contingency, covering_counts, hungarian_assignment,
-                                         hungarian_scores, nf_covering, region_confusion, segmentation_covering,
-                                         segmentation_scores)
+from hsg_core.evaluation.metrics import (
+    confusion_matrix,
+    contingency,
+    covering_counts,
+    hungarian_assignment,
+    hungarian_scores,
+    nf_covering,
+    region_confusion,
+    segmentation_covering,
+    segmentation_scores,
+)
 
 # Ground truth: two regions of 3 pixels (ids 5 and 7); prediction: regions 0 (2 px) and 1 (4 px).
 GT = np.array([[5, 5, 5], [7, 7, 7]])
@@ -82,14 +90,20 @@ def test_region_confusion_equals_pixel_confusion():
     gt[0] = 255
     region_class = np.array([2, 0, -1, 3, 1, 1])
     counts = np.stack([np.bincount(gt[(regions == r) & (gt < 4)], minlength=4) for r in range(6)])
-    assert np.array_equal(region_confusion(counts, region_class), confusion_matrix(region_class[regions], gt, 4))
+    assert np.array_equal(
+        region_confusion(counts, region_class), confusion_matrix(region_class[regions], gt, 4)
+    )
 
 
 def brute_force_best(table: np.ndarray) -> int:
     k, c = table.shape
     if k >= c:
-        return max(sum(table[cl, j] for j, cl in enumerate(p)) for p in itertools.permutations(range(k), c))
-    return max(sum(table[i, cl] for i, cl in enumerate(p)) for p in itertools.permutations(range(c), k))
+        return max(
+            sum(table[cl, j] for j, cl in enumerate(p)) for p in itertools.permutations(range(k), c)
+        )
+    return max(
+        sum(table[i, cl] for i, cl in enumerate(p)) for p in itertools.permutations(range(c), k)
+    )
 
 
 @pytest.mark.parametrize("shape", [(4, 4), (5, 3), (3, 5)])

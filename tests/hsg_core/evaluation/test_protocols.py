@@ -1,5 +1,6 @@
 """The protocols end to end on synthetic labelled sets, with an oracle predictor whose level 0 is
 the ground truth (scores 1.0 / 100 %) and level 1 one region per image (scores the formula value)."""
+
 import numpy as np
 import pytest
 
@@ -23,7 +24,9 @@ def constant_covering(ground_truths: list[np.ndarray]) -> tuple[float, float]:
 
 def test_hierarchy_protocol_oracle_and_constant(masks_root):
     dataset = masks_dataset(masks_root)
-    result = evaluate_hierarchy(OraclePredictor(dataset), dataset, baselines=["slic", "gradient_ucm"])
+    result = evaluate_hierarchy(
+        OraclePredictor(dataset), dataset, baselines=["slic", "gradient_ucm"]
+    )
     hsg = result["covering"]["hsg"]
     assert hsg["levels"][0]["covering"] == 1.0 and hsg["levels"][0]["nf_covering"] == 1.0
     covering, nfc = constant_covering([s.ground_truths[0] for s in dataset])
@@ -34,12 +37,17 @@ def test_hierarchy_protocol_oracle_and_constant(masks_root):
     for name in ("slic", "gradient_ucm"):
         scores = result["covering"][name]
         assert scores["levels"][0]["mean_regions"] <= hsg["levels"][0]["mean_regions"]
-        assert scores["levels"][1]["covering"] == pytest.approx(covering)  # one region, as HSG's level 1
+        assert scores["levels"][1]["covering"] == pytest.approx(
+            covering
+        )  # one region, as HSG's level 1
         assert 0 < scores["levels"][0]["covering"] < 1 and result["seconds"][name] >= 0
 
 
 def test_labelled_protocol_oracle_scores_100_and_constant_the_formula(voc_root):
-    test, memory = voc_dataset(voc_root, "val", NUM_CLASSES), voc_dataset(voc_root, "train", NUM_CLASSES)
+    test, memory = (
+        voc_dataset(voc_root, "val", NUM_CLASSES),
+        voc_dataset(voc_root, "train", NUM_CLASSES),
+    )
     result = evaluate_labelled(OraclePredictor(test, memory), test, memory, k=5)
     fine, whole = result["label_transfer"]
     assert fine["memory_prototypes"] == 6 * 3  # void regions are not prototypes
@@ -59,8 +67,10 @@ def test_level_scores_extend_equals_adding_every_image_to_one():
     from hsg_core.evaluation.protocols import LevelScores
 
     rng = np.random.default_rng(0)
-    images = [([rng.integers(0, 3, (6, 8)), rng.integers(0, 2, (6, 8))], [rng.integers(0, 4, (6, 8))])
-              for _ in range(3)]
+    images = [
+        ([rng.integers(0, 3, (6, 8)), rng.integers(0, 2, (6, 8))], [rng.integers(0, 4, (6, 8))])
+        for _ in range(3)
+    ]
     together, merged = LevelScores(), LevelScores()
     for maps, gts in images:
         together.add(maps, gts, None, ())

@@ -1,4 +1,5 @@
 """Folders in, report files out: the runner with fake predictors, and `hsg eval` errors."""
+
 import json
 
 import numpy as np
@@ -13,15 +14,19 @@ from .conftest import OraclePredictor
 
 def test_parse_baselines():
     assert parse_baselines("all", ("a", "b")) == ["a", "b"]
-    assert parse_baselines("none", ("a",)) == [] and parse_baselines(" slic, kmeans ", ()) == ["slic", "kmeans"]
+    assert parse_baselines("none", ("a",)) == [] and parse_baselines(" slic, kmeans ", ()) == [
+        "slic",
+        "kmeans",
+    ]
 
 
 def test_run_labelled_writes_json_and_markdown(masks_root, tmp_path):
     from hsg_core.evaluation.datasets import masks_dataset
 
     oracle = OraclePredictor(masks_dataset(masks_root))
-    report, json_path, md_path = run_labelled(lambda: oracle, masks_root, masks_root, tmp_path / "out", k=3,
-                                              hardware={"cores": 2})
+    report, json_path, md_path = run_labelled(
+        lambda: oracle, masks_root, masks_root, tmp_path / "out", k=3, hardware={"cores": 2}
+    )
     assert json.loads(json_path.read_text())["results"]["label_transfer"][0]["knn"]["miou"] == 100.0
     assert report["checkpoint_hash"] == "oracle" and report["wall_seconds"] > 0
     assert "| 0 | 12 | 100.0 | 100.0 | 100.0 | 100.0 |" in md_path.read_text()
@@ -48,21 +53,30 @@ def test_cli_eval_errors_are_one_line(masks_root, tmp_path, capsys):
         (["labelled", *data, "--split", "val"], "an images/ + masks/ layout has no splits"),
     ]
     for argv, message in cases:
-        code = cli.main(["eval", *argv, "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")])
+        code = cli.main(
+            ["eval", *argv, "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]
+        )
         err = capsys.readouterr().err.strip()
-        assert code == 2 and err.startswith("hsg: error:") and message in err and "\n" not in err, err
+        assert code == 2 and err.startswith("hsg: error:") and message in err and "\n" not in err, (
+            err
+        )
 
 
 @pytest.mark.bsds
 def test_run_bsds_with_a_grid_predictor(bsds_root, tmp_path):
-    report, json_path, md_path = run_bsds(GridPredictor, bsds_root, tmp_path, limit=1,
-                                          baselines="gpb_ucm,slic")
+    report, json_path, md_path = run_bsds(
+        GridPredictor, bsds_root, tmp_path, limit=1, baselines="gpb_ucm,slic"
+    )
     covering = json.loads(json_path.read_text())["results"]["covering"]
     assert set(covering) == {"hsg", "gpb_ucm", "slic"}
     assert [lv["mean_regions"] for lv in covering["hsg"]["levels"]] == [64, 16, 4, 1]
     assert covering["gpb_ucm"]["levels"][0]["mean_regions"] <= 64
-    assert covering["gpb_ucm"]["covering_ods"] > covering["hsg"]["covering_ods"]  # a grid is a poor hierarchy
-    assert np.isclose(covering["hsg"]["levels"][3]["covering"], covering["slic"]["levels"][3]["covering"])
+    assert (
+        covering["gpb_ucm"]["covering_ods"] > covering["hsg"]["covering_ods"]
+    )  # a grid is a poor hierarchy
+    assert np.isclose(
+        covering["hsg"]["levels"][3]["covering"], covering["slic"]["levels"][3]["covering"]
+    )
     assert md_path.name == "bsds_val.md"
 
 
@@ -72,13 +86,17 @@ def test_compared_predictors_are_scored_on_the_same_images(masks_root):
     from hsg_core.evaluation.protocols import evaluate_hierarchy
 
     dataset = masks_dataset(masks_root)
-    results = evaluate_hierarchy(GridPredictor(), dataset, ["kmeans"], others={"oracle": OraclePredictor(dataset)})
+    results = evaluate_hierarchy(
+        GridPredictor(), dataset, ["kmeans"], others={"oracle": OraclePredictor(dataset)}
+    )
     covering = results["covering"]
     assert set(covering) == {"hsg", "kmeans", "hsg:oracle"} and "hsg:oracle" in results["seconds"]
     assert covering["hsg:oracle"]["covering_ods"] == pytest.approx(1.0)
     assert covering["hsg"]["covering_ods"] < 1.0
     grid_counts = [lv["mean_regions"] for lv in covering["hsg"]["levels"]]
-    assert [lv["mean_regions"] for lv in covering["kmeans"]["levels"]] == pytest.approx(grid_counts, rel=0.2)
+    assert [lv["mean_regions"] for lv in covering["kmeans"]["levels"]] == pytest.approx(
+        grid_counts, rel=0.2
+    )
 
 
 def test_compare_needs_name_and_existing_file(tmp_path):

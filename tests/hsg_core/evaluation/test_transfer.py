@@ -1,16 +1,25 @@
 import numpy as np
 import pytest
 
-from hsg_core.evaluation.transfer import (PrototypeMemory, RegionClasses, hungarian_cluster_scores,
-                                          knn_transfer_scores, weighted_spherical_kmeans)
+from hsg_core.evaluation.transfer import (
+    PrototypeMemory,
+    RegionClasses,
+    hungarian_cluster_scores,
+    knn_transfer_scores,
+    weighted_spherical_kmeans,
+)
 from hsg_core.types import Level
 
 
 def level_of(label_map: np.ndarray, embeddings: np.ndarray) -> Level:
     n = embeddings.shape[0]
-    return Level(label_map=label_map, embeddings=embeddings.astype(np.float32),
-                 areas=np.bincount(label_map.ravel(), minlength=n), boxes=np.zeros((n, 4), np.int32),
-                 parents=np.full(n, -1, np.int32))
+    return Level(
+        label_map=label_map,
+        embeddings=embeddings.astype(np.float32),
+        areas=np.bincount(label_map.ravel(), minlength=n),
+        boxes=np.zeros((n, 4), np.int32),
+        parents=np.full(n, -1, np.int32),
+    )
 
 
 E = np.eye(3)
@@ -23,7 +32,9 @@ def test_region_classes_count_void_in_last_column():
 
 
 def test_memory_drops_void_majority_and_votes_by_cosine():
-    memory_regions = RegionClasses(E[[0, 0, 1, 2]], np.array([[5, 0, 1], [3, 1, 0], [0, 4, 0], [1, 0, 9]]))
+    memory_regions = RegionClasses(
+        E[[0, 0, 1, 2]], np.array([[5, 0, 1], [3, 1, 0], [0, 4, 0], [1, 0, 9]])
+    )
     memory = PrototypeMemory.from_regions([memory_regions])
     assert len(memory) == 3 and memory.labels.tolist() == [0, 0, 1]  # the void-majority one is gone
     queries = np.array([[1.0, 0, 0], [0, 1.0, 0], [0.6, 0.8, 0]])
@@ -45,16 +56,24 @@ def test_knn_scores_paint_whole_regions():
 
 def test_weighted_kmeans_separates_groups_and_ignores_zero_weight():
     rng = np.random.default_rng(0)
-    points = np.concatenate([E[0] + rng.normal(0, 0.05, (10, 3)), E[1] + rng.normal(0, 0.05, (10, 3)), E[[2]]])
+    points = np.concatenate(
+        [E[0] + rng.normal(0, 0.05, (10, 3)), E[1] + rng.normal(0, 0.05, (10, 3)), E[[2]]]
+    )
     points /= np.linalg.norm(points, axis=1, keepdims=True)
     weights = np.r_[np.ones(20), 0.0]
     clusters = weighted_spherical_kmeans(points, weights, 2)
-    assert len(set(clusters[:10])) == 1 and len(set(clusters[10:20])) == 1 and clusters[0] != clusters[10]
+    assert (
+        len(set(clusters[:10])) == 1
+        and len(set(clusters[10:20])) == 1
+        and clusters[0] != clusters[10]
+    )
     assert weighted_spherical_kmeans(points, np.zeros(21), 2).tolist() == [0] * 21
 
 
 def test_hungarian_clusters_recover_classes():
-    regions = RegionClasses(E[[0, 1, 2, 0, 2]], np.array([[5, 0, 0, 0], [0, 3, 0, 0], [0, 0, 2, 1],
-                                                            [2, 0, 0, 0], [0, 0, 4, 0]]))
+    regions = RegionClasses(
+        E[[0, 1, 2, 0, 2]],
+        np.array([[5, 0, 0, 0], [0, 3, 0, 0], [0, 0, 2, 1], [2, 0, 0, 0], [0, 0, 4, 0]]),
+    )
     scores = hungarian_cluster_scores([regions])
     assert scores.miou == 100.0 and scores.pixel_accuracy == 100.0
