@@ -34,13 +34,28 @@ import gradio as gr  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
+from embedding_map import (  # noqa: E402
+    MAP_CSS,
+    MAP_HTML,
+    MAP_JS,
+    clicked_id,
+    hit_for_id,
+    lasso_gallery,
+    map_marks,
+    map_payload,
+    selected_ids,
+)
 from explorer import (  # noqa: E402
     Explorer,
     IndexJob,
     Session,
+    hit_at,
     index_folder,
+    level_colours,
+    more_like_hit,
     one_line,
     open_explorer,
+    open_hit,
     open_image,
     open_upload,
     parse_choice,
@@ -51,14 +66,15 @@ from explorer import (  # noqa: E402
     select_region,
 )
 from explorer_output import (  # noqa: E402
-    embedding_figure,
     export_cutout,
     export_hits_csv,
     export_mask,
     export_zip,
     hierarchy_figure,
+    parts_strip,
 )
 from hsg_files import atomic_write  # noqa: E402
+from segment_canvas import CANVAS_CSS, CANVAS_HTML, CANVAS_JS, canvas_payload  # noqa: E402
 
 MAX_UPLOAD = "25mb"  # gradio refuses larger uploads
 SESSION_TTL_S = 3600  # a session's state is dropped this long after its last change
@@ -165,18 +181,29 @@ def atomic_gradio_cache_writes() -> None:
 
 
 # ----------------------------------------------------------------------------- handlers
+def canvas_value(session: Session, level: int) -> dict:
+    """The segment canvas's payload for the session's image (`segment_canvas.canvas_payload`)."""
+    pred = session.prediction
+    colours = level_colours(pred)  # a child takes a shade of its parent's colour
+    token = f"{session.image_hash or 'array'}-{time.monotonic_ns()}"
+    return canvas_payload(session.image, pred, colours, token=token, level=level)
+
+
 def opened(session: Session, level, opacity, boundaries_only) -> tuple:
-    """The outputs of a newly opened image: session, overlay, level slider, chain, gallery, figures."""
+    """The outputs of a newly opened image: session, canvas, level slider, strip, gallery, figures,
+    region list, context panel."""
     top = session.prediction.num_levels - 1
     level = min(int(level), top)
     return (
         session,
-        render(session, level, opacity, boundaries_only),
+        canvas_value(session, level),
         gr.update(maximum=top, value=level),
         [],
         [],
         hierarchy_figure(session),
-        go.Figure(),
+        gr.HTML(marks=None),
+        gr.update(choices=region_choices(session), value=None),
+        gr.update(visible=False),  # no hit in context
     )
 
 
@@ -191,20 +218,24 @@ def _on_image(app: Explorer, image, level, opacity, boundaries_only, index_path:
             [],
             [],
             go.Figure(),
-            go.Figure(),
+            gr.HTML(marks=None),
+            gr.update(choices=[], value=None),
+            gr.update(visible=False),
         )
     return opened(open_upload(app, image, index_path), level, opacity, boundaries_only)
 
 
-@user_errors
-def _on_click(
-    app: Explorer, session: Session, x, y, level, opacity, boundaries_only, k, mode, one_per_image
-):
-    """A click at (x, y) on the overlay (or the `click_xy` API)."""
+def strip_items(session: Session) -> list[tuple]:
+    """The parts-to-whole strip as gallery items: the selection's region at every level."""
+    return [(panel.crop, panel.caption) for panel in parts_strip(session)]
+
+
+def _search_at(app: Explorer, session: Session, x, y, level, k, mode, one_per_image) -> tuple:
+    """Select the region at (x, y) of `level` and search the index: (session, gallery items)."""
     if x is None or y is None:
         raise ValueError("click: x and y must be pixel coordinates")
     index = app.index_of(session)
-    session, rows, items = select_at(
+    session, _, items = select_at(
         index,
         session,
         int(x),
@@ -214,13 +245,31 @@ def _on_click(
         every_level=mode == "every level",
         one_per_image=bool(one_per_image),
     )
-    return (
-        session,
-        render(session, level, opacity, boundaries_only),
-        rows,
-        items,
-        embedding_figure(index, session),
+    return session, items
+
+
+def selection_views(app: Explorer, session: Session) -> tuple:
+    """What follows a search, sent after the gallery: (parts-to-whole strip, embedding map)."""
+    return strip_items(session), gr.HTML(marks=map_marks(app.index_of(session), session))
+
+
+@user_errors
+def _on_canvas_click(app: Explorer, session: Session, evt: gr.EventData, k, mode, one_per_image):
+    """A click on the segment canvas: the page already shows the selection; this searches."""
+    data = getattr(evt, "_data", None) or {}
+    return _search_at(
+        app, session, data.get("x"), data.get("y"), data.get("level", 0), k, mode, one_per_image
     )
+
+
+@user_errors
+def _on_click(
+    app: Explorer, session: Session, x, y, level, opacity, boundaries_only, k, mode, one_per_image
+):
+    """The `click_xy` API: a click at (x, y), with the overlay rendered on the server."""
+    session, items = _search_at(app, session, x, y, level, k, mode, one_per_image)
+    strip, figure = selection_views(app, session)
+    return session, render(session, level, opacity, boundaries_only), strip, items, figure
 
 
 @user_errors
@@ -231,8 +280,8 @@ def _on_settings(app: Explorer, session: Session, k, mode, one_per_image):
     result = rerun(index, session, int(k), mode == "every level", bool(one_per_image))
     if result is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    session, rows, items = result
-    return session, rows, items, embedding_figure(index, session)
+    session, _, items = result
+    return session, gr.skip(), items, gr.HTML(marks=map_marks(index, session))
 
 
 @user_errors
@@ -241,10 +290,10 @@ def _on_pick(
 ):
     """A region picked from the list (`region_choices` value): select it at its level."""
     if not choice:
-        return session, render(session, level, opacity, boundaries_only), [], [], go.Figure(), level
+        return session, gr.skip(), [], [], gr.HTML(marks=None), level
     lv, region = parse_choice(choice)
     index = app.index_of(session)
-    session, rows, items = select_region(
+    session, _, items = select_region(
         index,
         session,
         lv,
@@ -255,10 +304,10 @@ def _on_pick(
     )
     return (
         session,
-        render(session, lv, opacity, boundaries_only),
-        rows,
+        gr.HTML(selection=[lv, region]),  # the canvas shows it; the level slider moves to lv
+        strip_items(session),
         items,
-        embedding_figure(index, session),
+        gr.HTML(marks=map_marks(index, session)),
         lv,
     )
 
@@ -277,10 +326,64 @@ def open_path(
     return opened(open_image(app, path, roots, index_path), level, opacity, boundaries_only)
 
 
-def _on_hit(app: Explorer, session: Session, evt: gr.SelectData, level, opacity, boundaries_only):
-    """Open a clicked hit's source image in the explorer, at the hit's level."""
-    hit = session.hits[evt.index]
-    root = app.index_of(session).data_root
+def in_context(app: Explorer, session: Session, hit, caption: str) -> tuple:
+    """`hit` opened in context (its whole image, the region outlined; the query kept):
+    (session, context image, caption, the context panel shown)."""
+    session, image = open_hit(app.index_of(session), session, hit)
+    return (
+        session,
+        image,
+        f"**{one_line(ValueError(hit.image))}** · {caption}",
+        gr.update(visible=True),
+    )
+
+
+@user_errors
+def _on_hit(app: Explorer, session: Session, position: int) -> tuple:
+    """A clicked hit, in context."""
+    hit = hit_at(session, position)
+    return in_context(app, session, hit, f"level {hit.level} · score {hit.score:.3f}")
+
+
+@user_errors
+def _on_map_click(app: Explorer, session: Session, evt: gr.EventData) -> tuple:
+    """A point of the embedding map clicked: that region in context, as a clicked hit."""
+    index = app.index_of(session)
+    hit = hit_for_id(index, clicked_id(index, getattr(evt, "_data", None)))
+    return in_context(app, session, hit, f"level {hit.level}")
+
+
+@user_errors
+def _on_map_select(app: Explorer, session: Session, evt: gr.EventData) -> tuple:
+    """Points lassoed on the map: they fill the gallery (ranked by similarity to the query)."""
+    index = app.index_of(session)
+    session, items = lasso_gallery(index, session, selected_ids(index, getattr(evt, "_data", None)))
+    return session, items, gr.HTML(marks=map_marks(index, session))
+
+
+@user_errors
+def _on_more_like_hit(app: Explorer, session: Session, k, mode, one_per_image) -> tuple:
+    """ "Find more like this" from the hit shown in context: (session, gallery items)."""
+    if session.context is None:
+        raise ValueError("find more like this: click a hit first")
+    index = app.index_of(session)
+    session, items = more_like_hit(
+        index,
+        session,
+        session.context,
+        k=int(k),
+        every_level=mode == "every level",
+        one_per_image=bool(one_per_image),
+    )
+    return session, items
+
+
+@user_errors
+def _on_explore_hit(app: Explorer, session: Session, opacity, boundaries_only):
+    """Open the hit shown in context in the explorer (a new query image), at the hit's level."""
+    if session.context is None:
+        raise ValueError("explore this image: click a hit first")
+    hit, root = session.context, app.index_of(session).data_root
     return open_path(
         app,
         root / hit.image,
@@ -306,11 +409,13 @@ def build_demo(app: Explorer) -> gr.Blocks:
             # image | results side by side: at 1400x900 the gallery is in view next to the image clicked
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1):
-                    view = gr.Image(
-                        label="Hierarchy (click a region)",
-                        interactive=False,
+                    view = gr.HTML(  # drawn, hovered and selected in the page (segment_canvas.py)
+                        None,
+                        html_template=CANVAS_HTML,
+                        css_template=CANVAS_CSS,
+                        js_on_load=CANVAS_JS,
+                        selection=None,
                         elem_id="overlay",
-                        height=440,
                     )
                     level = gr.Slider(
                         0, 1, value=0, step=1, label="Level (0 = finest segments)", elem_id="level"
@@ -342,9 +447,10 @@ def build_demo(app: Explorer) -> gr.Blocks:
                         )
                 with gr.Column(scale=1):
                     gallery = gr.Gallery(
-                        label="Similar regions (click one to open its image)",
+                        label="Similar regions (click one to see it in its image)",
                         columns=4,
                         height=360,
+                        allow_preview=False,  # a click opens the hit in context instead
                         elem_id="hits",
                     )
                     with gr.Row():
@@ -358,10 +464,23 @@ def build_demo(app: Explorer) -> gr.Blocks:
                         one_per_image = gr.Checkbox(
                             True, label="One hit per image", elem_id="one_per_image"
                         )
-                    chain = gr.Dataframe(
-                        headers=["level", "region", "area (px)", "share", "parent"],
-                        label="Enclosing regions",
-                        interactive=False,
+                    with gr.Column(visible=False, elem_id="context_panel") as context_panel:
+                        context = gr.Image(
+                            label="Hit in context (the matched region outlined)",
+                            interactive=False,
+                            height=300,
+                            elem_id="context",
+                        )
+                        context_caption = gr.Markdown(elem_id="context_caption")
+                        with gr.Row():
+                            more_btn = gr.Button("Find more like this", elem_id="more_like_this")
+                            explore_btn = gr.Button("Explore this image", elem_id="explore_hit")
+                    chain = gr.Gallery(  # the parts-to-whole strip
+                        label="The selection at every level (parts to whole)",
+                        columns=6,
+                        height=170,
+                        allow_preview=False,
+                        elem_id="strip",
                     )
                     pick = gr.Dropdown(
                         [],
@@ -370,7 +489,20 @@ def build_demo(app: Explorer) -> gr.Blocks:
                     )
             with gr.Row():
                 tree_plot = gr.Plot(label="Hierarchy (sunburst)")
-                map_plot = gr.Plot(label="Embedding map (PCA)")
+                with gr.Column():
+                    gr.Markdown(
+                        "**Embedding map** of the index's regions: click a point to see it in "
+                        "context; drag a lasso (shift: a box) to fill the gallery; click a level "
+                        "in the legend to hide it."
+                    )
+                    map_plot = gr.HTML(  # drawn in the page (embedding_map.py); value set on load
+                        None,
+                        html_template=MAP_HTML,
+                        css_template=MAP_CSS,
+                        js_on_load=MAP_JS,
+                        marks=None,
+                        elem_id="embedding-map",
+                    )
             with gr.Row():
                 export_btn = gr.Button("Export label maps + hierarchy")
                 mask_btn, cutout_btn = (
@@ -379,9 +511,10 @@ def build_demo(app: Explorer) -> gr.Blocks:
                 )
                 hits_btn = gr.Button("Hits (CSV)")
                 export_file = gr.File(label="Download")
-            with gr.Row(visible=False):
+            with gr.Row(visible=False):  # the HTTP API's inputs and outputs (gradio_client)
                 click_x, click_y = gr.Number(0, precision=0), gr.Number(0, precision=0)
-                click_btn = gr.Button("click")
+                click_btn, render_btn = gr.Button("click"), gr.Button("render")
+                rendered = gr.Image(label="overlay rendered on the server", format="png")
         with gr.Tab("Index"):
             folder = gr.Textbox(
                 label=f"Folder (inside: {', '.join(str(r) for r in app.data_roots)})"
@@ -398,7 +531,17 @@ def build_demo(app: Explorer) -> gr.Blocks:
                 label="Index info",
             )
         shown = [opacity, boundaries_only]
-        image_outputs = [session, view, level, chain, gallery, tree_plot, map_plot]
+        image_outputs = [
+            session,
+            view,
+            level,
+            chain,
+            gallery,
+            tree_plot,
+            map_plot,
+            pick,
+            context_panel,
+        ]
         upload.change(
             lambda s, *a: _on_image(app, *a, index_path=s.index_path),
             [session, upload, level, *shown],
@@ -406,21 +549,27 @@ def build_demo(app: Explorer) -> gr.Blocks:
             concurrency_limit=1,
             api_name="load_image",
         )
-        for control in (level, opacity):
-            control.release(
-                lambda s, *a: render(s, *a), [session, level, *shown], view, api_name=False
-            )
-        level.change(lambda s, *a: render(s, *a), [session, level, *shown], view, api_name="render")
+        # level, opacity and boundaries are drawn by the page: no server call
+        for control, method in ((level, "setLevel"), (opacity, "setOpacity")):
+            control.change(None, control, None, js=f"(v) => {{ window.hsgCanvas?.{method}(v); }}")
         boundaries_only.change(
-            lambda s, *a: render(s, *a), [session, level, *shown], view, api_name=False
+            None, boundaries_only, None, js="(v) => { window.hsgCanvas?.setBoundaries(v); }"
+        )
+        render_btn.click(
+            lambda s, *a: render(s, *a), [session, level, *shown], rendered, api_name="render"
         )
         click_inputs = [level, *shown, k, mode, one_per_image]
-        click_outputs = [session, view, chain, gallery, map_plot]
 
-        def on_select(s, evt: gr.SelectData, *rest):
-            return _on_click(app, s, evt.index[0], evt.index[1], *rest)
+        def on_canvas_click(s, evt: gr.EventData, *rest):
+            return (*_on_canvas_click(app, s, evt, *rest), gr.update(visible=False))
 
-        view.select(on_select, [session, *click_inputs], click_outputs, api_name=False)
+        view.click(  # the gallery first; the strip and the map follow
+            on_canvas_click,
+            [session, k, mode, one_per_image],
+            [session, gallery, context_panel],
+            trigger_mode="always_last",
+            api_name=False,
+        ).success(lambda s: selection_views(app, s), [session], [chain, map_plot], api_name=False)
         for setting in (k, mode, one_per_image):  # a new setting re-runs the current search
             setting.change(
                 lambda s, *a: _on_settings(app, s, *a),
@@ -433,23 +582,13 @@ def build_demo(app: Explorer) -> gr.Blocks:
         pick.select(
             lambda s, *a: _on_pick(app, s, *a),
             [session, pick, *click_inputs],
-            [*click_outputs, level],
-            api_name=False,
-        )
-        view.change(
-            lambda s: (
-                gr.update(choices=region_choices(s), value=None)
-                if s.selected is None
-                else gr.update()
-            ),
-            [session],
-            pick,
+            [session, view, chain, gallery, map_plot, level],
             api_name=False,
         )
         click_btn.click(
             lambda s, x, y, *rest: _on_click(app, s, x, y, *rest),
             [session, click_x, click_y, *click_inputs],
-            click_outputs,
+            [session, rendered, chain, gallery, map_plot],
             api_name="click_xy",
         )
 
@@ -462,11 +601,51 @@ def build_demo(app: Explorer) -> gr.Blocks:
             on_example, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False
         )
 
-        def on_hit(s, evt: gr.SelectData, *rest):
-            return _on_hit(app, s, evt, *rest)
+        def on_hit(s, evt: gr.SelectData):
+            return _on_hit(app, s, evt.index)
 
         gallery.select(
-            on_hit, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False
+            on_hit, [session], [session, context, context_caption, context_panel], api_name=False
+        )
+
+        def on_map_click(s, evt: gr.EventData):
+            return _on_map_click(app, s, evt)
+
+        def on_map_select(s, evt: gr.EventData):
+            return _on_map_select(app, s, evt)
+
+        map_plot.click(
+            on_map_click,
+            [session],
+            [session, context, context_caption, context_panel],
+            trigger_mode="always_last",
+            api_name=False,
+        )
+        map_plot.select(
+            on_map_select,
+            [session],
+            [session, gallery, map_plot],
+            trigger_mode="always_last",
+            api_name=False,
+        )
+        demo.load(  # the map of the index this page searches (not in the page config: ~150 KB)
+            lambda s: gr.HTML(value=map_payload(app.index_of(s)), marks=None),
+            [session],
+            [map_plot],
+            api_name=False,
+        )
+        more_btn.click(
+            lambda s, *a: _on_more_like_hit(app, s, *a),
+            [session, k, mode, one_per_image],
+            [session, gallery],
+            api_name="more_like_hit",
+        )
+        explore_btn.click(
+            lambda s, *a: _on_explore_hit(app, s, *a),
+            [session, *shown],
+            image_outputs,
+            concurrency_limit=1,
+            api_name=False,
         )
         for button, export, name in (
             (export_btn, export_zip, "export"),
@@ -488,6 +667,11 @@ def build_demo(app: Explorer) -> gr.Blocks:
             concurrency_limit=1,
             concurrency_id="index_job",
             api_name="build_index",
+        ).success(  # the map of the index this session now searches
+            lambda s: gr.HTML(value=map_payload(app.index_of(s)), marks=None),
+            [session],
+            [map_plot],
+            api_name=False,
         )
         update_btn.click(
             user_errors(lambda f, j, s: run_index_job(app, f, "update", j, s)),
@@ -496,6 +680,11 @@ def build_demo(app: Explorer) -> gr.Blocks:
             concurrency_limit=1,
             concurrency_id="index_job",
             api_name="update_index",
+        ).success(  # the map of the index this session now searches
+            lambda s: gr.HTML(value=map_payload(app.index_of(s)), marks=None),
+            [session],
+            [map_plot],
+            api_name=False,
         )
         cancel_btn.click(lambda j: (j.stop.set(), j)[1], [job], [job], queue=False, api_name=False)
     return demo

@@ -19,7 +19,13 @@ from PIL import Image
 
 from hsg_core.images import check_rgb, downscale_to, load_image
 from hsg_core.types import Prediction
-from hsg_core.viz import highlight, outlined_crop, overlay_regions
+from hsg_core.viz import (
+    hierarchy_colours,
+    highlight,
+    outline_width,
+    outlined_crop,
+    overlay_regions,
+)
 from hsg_files import escape_controls, file_sha256, is_inside
 from serve_options import DEFAULT_IMAGES, NOTE, SHIPPED_INDEX
 
@@ -50,6 +56,10 @@ class Session:
         ""  # the index this tab searches: one it built in the Index tab, or "" (the startup index)
     )
     image_hash: str = ""  # sha256 of the opened file's bytes ("" for an array)
+    # "find more like this" (`more_like_hit`): the hits are this indexed region's, and `rerun`
+    # repeats that search; None = the query is the selected region of the open image
+    query_hit: Hit | None = None
+    context: Hit | None = None  # the hit opened in context (`open_hit`); the query stays as it is
 
 
 def one_line(err: BaseException) -> str:
@@ -87,15 +97,25 @@ def clamp_level(session: Session, level: int) -> int:
     return int(min(max(int(level), 0), session.prediction.num_levels - 1))
 
 
+def level_colours(prediction: Prediction) -> list[np.ndarray]:
+    """Per level (finest first), [N_l, 3] uint8 RGB of each region: a shade of its parent's colour
+    (`hsg_core.viz.hierarchy_colours`), the one colour rule of overlays, strip and sunburst."""
+    return hierarchy_colours([level.parents for level in prediction.levels])
+
+
 def render(
     session: Session, level: int, opacity: float = 0.45, boundaries_only: bool = False
 ) -> np.ndarray | None:
-    """The image with the regions of `level` overlaid (and the selected region highlighted)."""
+    """The image with the regions of `level` overlaid in `level_colours` (and the selected region
+    highlighted)."""
     if session.prediction is None:
         return None
     level = clamp_level(session, level)
     labels = session.prediction.levels[level].label_map
-    out = overlay_regions(session.image, labels, alpha=opacity, fill=not boundaries_only)
+    colours = level_colours(session.prediction)[level]
+    out = overlay_regions(
+        session.image, labels, alpha=opacity, fill=not boundaries_only, colours=colours
+    )
     if session.selected is not None:
         sel_level, region = session.selected
         chain = session.prediction.ancestors(sel_level, region)
@@ -151,23 +171,64 @@ def query_hits(
     )
 
 
+@dataclass(frozen=True)
+class HitTile:
+    """One hit as a gallery tile.
+
+    Attributes:
+        crop: [h, w, 3] uint8, the hit's region with a margin (`hsg_core.viz.crop_box`: each side
+            out by 15 % of the region's box plus 2 px, clipped to the image), region outlined.
+        caption: 'L<level> · <score> · <image>' shown under the tile.
+        title: the image's full relative path, control characters escaped (a hover title).
+        hit: the hit itself.
+    """
+
+    crop: np.ndarray
+    caption: str
+    title: str
+    hit: Hit
+
+
+def hit_image(index: SegmentIndex, hit: Hit) -> np.ndarray:
+    """[H, W, 3] uint8: the hit's image read from the index's data root, at the size its regions
+    were indexed at (`Hit.image_size`), so the stored masks fit it.
+
+    Raises:
+        ValueError: the file leads outside the data root, is gone, or cannot be read (names it).
+    """
+    path = require_inside(index.data_root / hit.image, [index.data_root])
+    if not path.exists():
+        raise ValueError(
+            f"{escape_controls(hit.image)}: not in the data folder any more (moved or deleted "
+            "since it was indexed): update the index"
+        )
+    height, width = hit.image_size
+    image = load_image(path, max_side=max(height, width))
+    if image.shape[:2] != (height, width):
+        image = np.asarray(Image.fromarray(image).resize((width, height)))
+    return image
+
+
+def hit_tile(index: SegmentIndex, hit: Hit, image: np.ndarray | None = None) -> HitTile:
+    """The gallery tile of `hit`; `image`: its `hit_image` when already read (several hits of one
+    image read it once)."""
+    image = hit_image(index, hit) if image is None else image
+    crop = outlined_crop(image, index.region_mask(hit), hit.box)
+    caption = f"L{hit.level} · {hit.score:.3f} · {hit.image}"
+    return HitTile(crop, caption, escape_controls(hit.image), hit)
+
+
 def hit_tiles(index: SegmentIndex, hits_by_level: dict[int, list[Hit]]) -> tuple[list, list]:
-    """Gallery items (outlined crop of each hit's source image, caption) and the hits in order."""
+    """Gallery items (outlined crop of each hit's source image, caption) and the hits in order;
+    `hit_tile` gives the same tiles with their hover titles."""
     items, order = [], []
     cache: dict[str, np.ndarray] = {}
-    for level, hits in sorted(hits_by_level.items()):
+    for _, hits in sorted(hits_by_level.items()):
         for hit in hits:
             if hit.image not in cache:
-                cache[hit.image] = load_image(
-                    require_inside(index.data_root / hit.image, [index.data_root])
-                )
-            image = cache[hit.image]
-            mask = index.region_mask(hit)
-            if mask.shape != image.shape[:2]:
-                image = np.asarray(Image.fromarray(image).resize(mask.shape[::-1]))
-            items.append(
-                (outlined_crop(image, mask, hit.box), f"L{level} · {hit.score:.3f} · {hit.image}")
-            )
+                cache[hit.image] = hit_image(index, hit)
+            tile = hit_tile(index, hit, cache[hit.image])
+            items.append((tile.crop, tile.caption))
             order.append(hit)
     return items, order
 
@@ -226,6 +287,7 @@ def select_region(
         ys, xs = np.nonzero(pred.levels[level].label_map == region)
         pixel = (int(xs[0]), int(ys[0]))
     session.selected, session.pixel = (level, region), pixel
+    session.query_hit = session.context = None
     hits = query_hits(
         index,
         session,
@@ -245,8 +307,20 @@ def rerun(
     """The current search again with new settings (k, same/every level, one hit per image): the
     selected region is queried anew, its clicked pixel kept for the chain table.
 
+    After "find more like this" (`Session.query_hit`) that search is the one re-run.
     Returns what `select_region` returns, or None when nothing is selected (nothing to re-run).
     """
+    if session.query_hit is not None:
+        session, items = more_like_hit(
+            index,
+            session,
+            session.query_hit,
+            k=int(k),
+            every_level=every_level,
+            one_per_image=one_per_image,
+        )
+        rows = chain_rows(session, *session.pixel) if session.pixel is not None else []
+        return session, rows, items
     if session.prediction is None or session.selected is None:
         return None
     level, region = session.selected
@@ -260,6 +334,81 @@ def rerun(
         every_level=every_level,
         one_per_image=one_per_image,
     )
+
+
+# ----------------------------------------------------------------------------- hits in context
+def hit_at(session: Session, position: int) -> Hit:
+    """The hit at `position` (0-based) of the session's gallery (`Session.hits`).
+
+    Raises:
+        ValueError: no such tile (no search yet, or the gallery is shorter).
+    """
+    if not 0 <= int(position) < len(session.hits):
+        raise ValueError(
+            f"no hit {int(position) + 1}: the gallery shows {len(session.hits)}"
+            + ("" if session.hits else " (select a region first)")
+        )
+    return session.hits[int(position)]
+
+
+def open_hit(index: SegmentIndex | None, session: Session, hit: Hit) -> tuple[Session, np.ndarray]:
+    """A hit in context: its whole image, read from the index's data root, with the matched region
+    (its stored mask) outlined and the rest slightly dimmed.
+
+    The query is kept: the session's image, selection and hits are untouched; `Session.context`
+    records the hit shown. Returns the session and the [H, W, 3] uint8 image at `Hit.image_size`,
+    outlined `outline_width` pixels wide (1 per 256 px of the longer side).
+
+    Raises:
+        ValueError: no index, or the hit's file is outside the data root, gone or unreadable
+            (the message names it).
+    """
+    if index is None:
+        raise ValueError("open a hit: no index is open")
+    image = hit_image(index, hit)
+    session.context = hit
+    return session, highlight(
+        image, index.region_mask(hit), dim=0.25, width=outline_width(image.shape)
+    )
+
+
+def hit_chain(index: SegmentIndex, hit: Hit) -> dict[int, int]:
+    """{level: region} of the hit's region and the regions enclosing it in its image, from the
+    hit's level up (read from the index: the hit's image need not be open)."""
+    ys, xs = np.nonzero(index.region_mask(hit))
+    chain = index.regions_at(hit.image, int(xs[0]), int(ys[0]))
+    return {level: region for level, region in chain.items() if level >= hit.level}
+
+
+def more_like_hit(
+    index: SegmentIndex | None,
+    session: Session,
+    hit: Hit,
+    *,
+    k: int = 8,
+    every_level: bool = False,
+    one_per_image: bool = True,
+) -> tuple[Session, list]:
+    """Find more like this: the index searched with the hit's stored vector as the query.
+
+    The options are a click's: `k` per level, the hit's level or its chain (`every_level`, as
+    `hit_chain`), `one_per_image`; and as a click never returns the query's own image, the hit's
+    image (the hit with it) is left out. The hits replace the gallery (`Session.hits`) and
+    `Session.query_hit` records the query; the selection of the open image is kept.
+    Returns the session and the gallery items (as `select_region`).
+    """
+    if index is None:
+        raise ValueError("find more like this: no index is open")
+    chain = hit_chain(index, hit) if every_level else {hit.level: hit.region}
+    hits = {
+        level: index.search_region(
+            hit.image, level, region, int(k), exclude_image=True, one_per_image=one_per_image
+        )
+        for level, region in chain.items()
+    }
+    items, session.hits = hit_tiles(index, hits)
+    session.query_hit = hit
+    return session, items
 
 
 def region_choices(session: Session) -> list[tuple[str, str]]:
@@ -449,10 +598,9 @@ def index_folder(
 
     opened = SegmentIndex.open(out, checkpoint_hash=app.predictor.checkpoint_hash, data_root=folder)
     built = app.keep_built(out, opened)
-    session.index_path, session.hits = (
-        str(out),
-        [],
-    )  # hits of the previous index mean nothing in this one
+    # hits of the previous index mean nothing in this one
+    session.index_path, session.hits = str(out), []
+    session.query_hit = session.context = None
     session.source = indexed_name(
         built, session.image_hash
     )  # the open image, if this index holds it

@@ -1,5 +1,6 @@
-"""What the explorer shows and hands out for a session: figures (hierarchy sunburst, embedding map)
-and downloads (label maps + hierarchy zip, region mask, cut-out, hits CSV). No gradio.
+"""What the explorer shows and hands out for a session: figures (hierarchy sunburst, embedding map,
+parts-to-whole strip) and downloads (label maps + hierarchy zip, region mask, cut-out, hits CSV).
+No gradio.
 """
 
 from __future__ import annotations
@@ -7,9 +8,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-import weakref
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,11 +17,11 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from explorer import Session, require_image
-from hsg_core.viz import palette
+from explorer import Session, level_colours, require_image
+from hsg_core.viz import crop_box, highlight, outline_width
 
 if TYPE_CHECKING:
-    from index import SegmentIndex
+    pass
 
 CACHE_TTL_S = 3600  # downloads are deleted after this long
 
@@ -36,9 +35,9 @@ def hierarchy_figure(session: Session) -> go.Figure:
         return fig
     ids, parents, values, labels, colours = [], [], [], [], []
     top = pred.num_levels - 1
+    tables = level_colours(pred)
     for lv in range(top, -1, -1):
-        level = pred.levels[lv]
-        colour = palette(level.num_regions)
+        level, colour = pred.levels[lv], tables[lv]
         for r in range(level.num_regions):
             ids.append(f"L{lv}-{r}")
             parents.append("" if lv == top else f"L{lv + 1}-{int(level.parents[r])}")
@@ -60,93 +59,53 @@ def hierarchy_figure(session: Session) -> go.Figure:
     return fig
 
 
-def fit_projection(vectors: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """2-D map of [n, D] vectors: UMAP when the package is installed, else PCA (numpy SVD)."""
-    try:
-        import umap  # optional
+@dataclass(frozen=True)
+class StripPanel:
+    """One level of the parts-to-whole strip.
 
-        reducer = umap.UMAP(n_components=2, random_state=0).fit(vectors)
-        return lambda v: reducer.transform(np.atleast_2d(v))
-    except ImportError:
-        mean = vectors.mean(0)
-        _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
-        return lambda v: (np.atleast_2d(v) - mean) @ vt[:2].T
+    Attributes:
+        level, region: the region containing the selected pixel at this level.
+        area: its pixels; share: its fraction of the image (0..1).
+        box: (x0, y0, x1, y1) of the crop in image pixels, x1/y1 exclusive.
+        crop: [h, w, 3] uint8, the image in `box`, the region outlined in its level colour.
+        caption: 'L<level> · region <id> · <area> px (<share> %)'.
+    """
 
-
-@dataclass
-class RegionMap:
-    """A fixed sample of an index's regions projected to 2-D, fitted once per index."""
-
-    project: Callable[[np.ndarray], np.ndarray]  # [n, D] or [D] vectors -> [n, 2]
-    xy: np.ndarray  # [S, 2] the sample's coordinates
-    levels: np.ndarray  # [S]
-    images: np.ndarray  # [S] source paths (hover text)
+    level: int
+    region: int
+    area: int
+    share: float
+    box: tuple[int, int, int, int]
+    crop: np.ndarray
+    caption: str
 
 
-_REGION_MAPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # index -> RegionMap
+def parts_strip(session: Session) -> list[StripPanel]:
+    """The parts-to-whole chain of the selection: a panel per level, finest first (level 0 .. top).
 
-
-def region_map(index: SegmentIndex, max_points: int = 4000) -> RegionMap:
-    """The index's RegionMap (the SVD/UMAP fit runs on the first click only, not on every click)."""
-    cached = _REGION_MAPS.get(index)
-    if cached is None:
-        meta = index.metadata
-        rng = np.random.default_rng(0)
-        rows = np.sort(rng.choice(len(meta), size=min(max_points, len(meta)), replace=False))
-        vectors = index.vectors(meta["id"].to_numpy()[rows])
-        project = fit_projection(vectors)
-        cached = RegionMap(
-            project,
-            project(vectors),
-            meta["level"].to_numpy()[rows],
-            meta["image"].to_numpy()[rows],
+    Each panel crops the region containing the selected pixel (`Session.pixel`) at that level with
+    the tiles' margin (`hsg_core.viz.crop_box`), outlines it in its `level_colours` colour and dims
+    the rest, so the panels grow as regions merge. [] when no image is open or nothing is selected.
+    """
+    pred = session.prediction
+    if pred is None or session.selected is None or session.pixel is None:
+        return []
+    colours, total = level_colours(pred), pred.image_size[0] * pred.image_size[1]
+    panels = []
+    for lv, region in enumerate(pred.chain_at(*session.pixel)):
+        level = pred.levels[lv]
+        x0, y0, x1, y1 = box = crop_box(tuple(level.boxes[region]), pred.image_size)
+        crop = highlight(
+            session.image[y0:y1, x0:x1],
+            level.label_map[y0:y1, x0:x1] == region,
+            dim=0.35,
+            colour=tuple(int(c) for c in colours[lv][region]),
+            width=outline_width((y1 - y0, x1 - x0)),
         )
-        _REGION_MAPS[index] = cached
-    return cached
-
-
-def embedding_figure(index: SegmentIndex | None, session: Session) -> go.Figure:
-    """Map of indexed regions (PCA, or UMAP when installed), the query and its hits highlighted."""
-    fig = go.Figure()
-    if index is None or len(index) == 0 or session.selected is None:
-        return fig
-    regions = region_map(index)
-    fig.add_trace(
-        go.Scattergl(
-            x=regions.xy[:, 0],
-            y=regions.xy[:, 1],
-            mode="markers",
-            name="indexed regions",
-            marker={"size": 4, "color": regions.levels, "opacity": 0.4},
-            text=regions.images,
-        )
-    )
-    if session.hits:
-        hxy = regions.project(index.vectors(np.array([h.id for h in session.hits])))
-        fig.add_trace(
-            go.Scatter(
-                x=hxy[:, 0],
-                y=hxy[:, 1],
-                mode="markers",
-                name="hits",
-                marker={"size": 10, "symbol": "circle-open", "color": "orange"},
-            )
-        )
-    level, region = session.selected
-    q = regions.project(session.prediction.levels[level].embeddings[region])
-    fig.add_trace(
-        go.Scatter(
-            x=q[:, 0],
-            y=q[:, 1],
-            mode="markers",
-            name="query",
-            marker={"size": 14, "symbol": "star", "color": "red"},
-        )
-    )
-    fig.update_layout(
-        margin={"l": 0, "r": 0, "t": 20, "b": 0}, height=360, legend={"orientation": "h"}
-    )
-    return fig
+        area = int(level.areas[region])
+        caption = f"L{lv} · region {region} · {area:,} px ({100 * area / total:.1f} %)"
+        panels.append(StripPanel(lv, int(region), area, area / total, box, crop, caption))
+    return panels
 
 
 def export_folder() -> Path:

@@ -47,6 +47,37 @@ from index import SegmentIndex, choose_factory  # noqa: E402
 from index.factory import FLAT, ivf_factory  # noqa: E402
 
 TARGETS_MS = {"slider": 30.0, "click_to_gallery": 150.0}  # server-side, issue 4
+BROWSER_TARGETS_MS = {
+    "hover": 50.0,
+    "level_change": 50.0,
+    "click_to_gallery_p50": 300.0,
+}  # issue 12
+CHROMIUM = "/usr/bin/chromium"
+# In the page: time from an input event to the DOM update it causes, with performance.now().
+HOVER_JS = """([x, y]) => { const c = document.querySelector('#overlay canvas.hover');
+  const t0 = performance.now();
+  c.dispatchEvent(new MouseEvent('mousemove', {clientX: x, clientY: y, bubbles: true}));
+  return performance.now() - t0; }"""  # the hover handler redraws synchronously
+LEVEL_JS = """(level) => new Promise(resolve => {
+  const root = document.querySelector('#overlay .hsg-canvas'), input = document.querySelector('#level input[type=number]');
+  const t0 = performance.now();
+  input.value = String(level); input.dispatchEvent(new Event('input', {bubbles: true}));
+  input.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));
+  input.blur();
+  const poll = () => root.dataset.level === String(level) ? resolve(performance.now() - t0)
+    : (performance.now() - t0 > 5000 ? resolve(-1) : requestAnimationFrame(poll));
+  poll(); })"""
+CLICK_JS = """([x, y]) => new Promise(resolve => {
+  const c = document.querySelector('#overlay canvas.hover');
+  const before = [...document.querySelectorAll('#hits img')].map(i => i.src).join();
+  const t0 = performance.now();
+  c.dispatchEvent(new MouseEvent('click', {clientX: x, clientY: y, bubbles: true}));
+  const poll = () => { const imgs = [...document.querySelectorAll('#hits img')];
+    const ready = imgs.length > 0 && imgs.map(i => i.src).join() !== before
+      && imgs.every(i => i.complete && i.naturalWidth > 0);
+    if (ready) resolve(performance.now() - t0);
+    else if (performance.now() - t0 > 30000) resolve(-1); else requestAnimationFrame(poll); };
+  poll(); })"""
 OPACITY, K, MODE, ONE_PER_IMAGE = 0.45, 8, "same level", True  # the UI's defaults
 
 
@@ -156,6 +187,53 @@ def server_side(explorer: ex.Explorer, image: Path, calls: list) -> dict:
     return summary(samples)
 
 
+def in_browser(explorer: ex.Explorer, repeats: int) -> dict:
+    """Headless Chromium on the running app (issue 12 targets): hover -> highlight drawn, level
+    change -> canvas redrawn (both in the page, no server call), click -> gallery images loaded;
+    times from performance.now() in the page, p50/p95 after a warm-up round."""
+    from playwright.sync_api import sync_playwright
+
+    demo = app.build_demo(explorer)
+    port = free_port()
+    demo.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    samples: dict[str, list[float]] = {"hover": [], "level_change": [], "click_to_gallery": []}
+    rng = np.random.default_rng(0)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#examples img", timeout=60000)
+            page.locator("#examples img").nth(0).click()
+            page.wait_for_function(
+                "() => document.querySelector('#overlay .hsg-canvas')?.dataset.token",
+                timeout=120000,
+            )
+            box = page.locator("#overlay canvas.hover").bounding_box()
+            top = explorer.predictor.num_levels - 1
+            for i in range(repeats + 1):
+                x = box["x"] + box["width"] * float(rng.uniform(0.05, 0.95))
+                y = box["y"] + box["height"] * float(rng.uniform(0.05, 0.95))
+                samples["hover"].append(page.evaluate(HOVER_JS, [x, y]) / 1000)
+                samples["level_change"].append(page.evaluate(LEVEL_JS, (i + 1) % (top + 1)) / 1000)
+                samples["click_to_gallery"].append(page.evaluate(CLICK_JS, [x, y]) / 1000)
+            browser.close()
+    finally:
+        demo.close()
+    if any(t < 0 for times in samples.values() for t in times):
+        raise RuntimeError("a browser measurement timed out (the page never updated)")
+    result = summary(samples)
+    result["within_target"] = {
+        "hover": result["hover"]["p95_ms"] <= BROWSER_TARGETS_MS["hover"],
+        "level_change": result["level_change"]["p95_ms"] <= BROWSER_TARGETS_MS["level_change"],
+        "click_to_gallery_p50": result["click_to_gallery"]["p50_ms"]
+        <= BROWSER_TARGETS_MS["click_to_gallery_p50"],
+    }
+    return result
+
+
 def summary(samples: dict[str, list[float]]) -> dict:
     """The first round apart (warm-up: caches, lazy metadata), percentiles of the others."""
     return {
@@ -164,7 +242,7 @@ def summary(samples: dict[str, list[float]]) -> dict:
     }
 
 
-def measure(explorer: ex.Explorer, image: Path, repeats: int) -> dict:
+def measure(explorer: ex.Explorer, image: Path, repeats: int, browser: bool = False) -> dict:
     """Both views of one explorer (index), and whether the server-side p95s meet the targets."""
     calls = plan_calls(explorer, image, repeats)
     result = {
@@ -175,6 +253,8 @@ def measure(explorer: ex.Explorer, image: Path, repeats: int) -> dict:
     result["server_side_p95_within_target"] = {
         name: result["server_side"][name]["p95_ms"] <= target for name, target in TARGETS_MS.items()
     }
+    if browser and Path(CHROMIUM).exists():
+        result["in_browser"] = in_browser(explorer, repeats)
     print(json.dumps(brief(result)), flush=True)
     return result
 
@@ -229,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2, help="torch and faiss threads")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--no-browser", action="store_true", help="skip the in-browser view (Chromium)"
+    )
     parser.add_argument("--out", default="benchmarks/results/app.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -242,12 +325,14 @@ def main(argv: list[str] | None = None) -> None:
         runs = synthetic_runs(args, image)
     else:
         app_args = ["--checkpoint", args.checkpoint, "--data", args.data, "--device", args.device]
-        runs = [measure(app.load_app(app.parse_args(app_args)), image, args.repeats)]
+        explorer = app.load_app(app.parse_args(app_args))
+        runs = [measure(explorer, image, args.repeats, browser=not args.no_browser)]
     report = {
         "machine": machine_info(),
         "command": " ".join(sys.argv),
         "settings": settings,
         "targets_ms": TARGETS_MS,
+        "browser_targets_ms": BROWSER_TARGETS_MS,
         "runs": runs,
     }
     atomic_write_text(args.out, json.dumps(report, indent=1, default=str))

@@ -149,11 +149,17 @@ def run_script(
                 oracle[key] = oracle.get(key) or expected_rows(
                     predictor, user_images(user)[current], x, y, level
                 )
-                got = [[int(v) for v in row[:3]] for row in out[1]["data"]]
+                got = [strip_row(item["caption"]) for item in out[1]]
                 tally.check(
                     got == [row[:3] for row in oracle[key]],
                     f"user {user}: click chain {got[:1]}...",
                 )
+
+
+def strip_row(caption: str) -> list[int]:
+    """[level, region, area] from a parts-to-whole strip caption 'L2 · region 3 · 1,600 px (..)'."""
+    level, region, area = caption.split(" · ")[:3]
+    return [int(level[1:]), int(region.split()[1]), int(area.split()[0].replace(",", ""))]
 
 
 def rss_mb() -> float:

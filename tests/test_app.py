@@ -46,10 +46,10 @@ def test_api_through_gradio_client(server, explorer):
 
     client = Client(server, verbose=False)
     client.predict(handle_file(str(explorer.examples[1])), 0, 0.45, False, api_name="/load_image")
-    _, chain, gallery, _ = client.predict(
+    _, strip, gallery, _ = client.predict(
         70, 30, 1, 0.45, False, 3, "same level", True, api_name="/click_xy"
     )
-    assert [row[0] for row in chain["data"]] == [0, 1, 2, 3]
+    assert [item["caption"].split(" · ")[0] for item in strip] == ["L0", "L1", "L2", "L3"]
     assert len(gallery) == 3 and all(item["caption"].startswith("L1 · ") for item in gallery)
     other = Client(server, verbose=False)  # a second session has no image: no cross-talk
     with pytest.raises(Exception, match="load an image first"):

@@ -22,12 +22,12 @@ FLAGS = [
 ]
 
 pytestmark = pytest.mark.browser
-# the <img> is letterboxed (object-fit: contain): find where the picture itself is drawn
-CONTENT_BOX = """el => { const r = el.getBoundingClientRect();
-  let s = Math.min(r.width / el.naturalWidth, r.height / el.naturalHeight);
-  if (getComputedStyle(el).objectFit === "scale-down" || getComputedStyle(el).objectFit === "none") s = Math.min(s, 1);
-  const w = el.naturalWidth * s, h = el.naturalHeight * s;
-  return {x: r.x + (r.width - w) / 2, y: r.y + (r.height - h) / 2, w: w, h: h}; }"""
+CANVAS = "#overlay .hsg-canvas"
+STATE = f"() => Object.assign({{}}, document.querySelector('{CANVAS}').dataset)"
+GALLERY_READY = (
+    "() => { const g = document.querySelectorAll('#hits img');"
+    " return g.length > 0 && [...g].every(i => i.complete && i.naturalWidth > 0); }"
+)
 
 
 def require_browser():
@@ -39,42 +39,87 @@ def require_browser():
     return pytest.importorskip("playwright.sync_api")
 
 
-def overlay_src(page) -> str:
-    return page.locator("#overlay img").get_attribute("src") or ""
+def open_example(page, url: str, number: int = 0) -> dict:
+    """Open the page at `url`, click example `number`, wait until the canvas drew it: its box."""
+    page.goto(url)
+    page.wait_for_selector("#examples img", timeout=30000)
+    page.locator("#examples img").nth(number).click()
+    page.wait_for_function(
+        f"() => {{ const r = document.querySelector('{CANVAS}'); return r && r.dataset.token; }}",
+        timeout=30000,
+    )
+    return page.locator(f"{CANVAS} canvas.hover").bounding_box()
 
 
-def test_load_click_gallery_slider_screenshot(server, tmp_path):  # noqa: F811
+def alpha_at(page, layer: str, x: float, y: float) -> int:
+    """Alpha of canvas `layer` (hover | pick) at page point (x, y)."""
+    return page.evaluate(
+        """([layer, x, y]) => { const c = document.querySelector('#overlay canvas.' + layer);
+          const r = c.getBoundingClientRect();
+          const px = Math.floor((x - r.left) * c.width / r.width), py = Math.floor((y - r.top) * c.height / r.height);
+          return c.getContext('2d').getImageData(px, py, 1, 1).data[3]; }""",
+        [layer, x, y],
+    )
+
+
+def hit_sources(page) -> list[str]:
+    return [img.get_attribute("src") or "" for img in page.locator("#hits img").all()]
+
+
+def test_hover_and_level_are_drawn_in_the_page_and_a_click_searches(server, tmp_path):  # noqa: F811
+    """Issue 12 item 1: hover highlight and level changes make no server call; a click does."""
     playwright = require_browser()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)  # fresh temporary profile
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(server)
-        page.wait_for_selector("#examples img", timeout=30000)
-        page.locator("#examples img").nth(0).click()
-        page.wait_for_selector("#overlay img", timeout=30000)
-        page.wait_for_function("() => document.querySelector('#overlay img').naturalWidth > 0")
-        box = page.locator("#overlay img").evaluate(CONTENT_BOX)  # the picture inside the <img> box
-        page.mouse.click(box["x"] + box["w"] * 0.3, box["y"] + box["h"] * 0.6)
+        posts: list[str] = []
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        box = open_example(page, server)
+        x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6
+        before = len(posts)
+        page.mouse.move(x, y)
+        page.wait_for_function(f"() => document.querySelector('{CANVAS}').dataset.hovered !== '-1'")
+        assert alpha_at(page, "hover", x, y) > 0, "the hovered region is not highlighted"
+        assert "region" in page.locator(f"{CANVAS} .caption").text_content()
+        slider = page.locator("#level input[type=range]")
+        slider.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"() => document.querySelector('{CANVAS}').dataset.level === '1'")
+        time.sleep(0.5)
+        assert posts[before:] == [], f"hover or level change called the server: {posts[before:]}"
+        page.mouse.click(x, y)
         try:
-            page.wait_for_function(
-                "() => { const g = document.querySelectorAll('#hits img');"
-                " return g.length > 0 && [...g].every(i => i.complete && i.naturalWidth > 0); }",
-                timeout=30000,
-            )
+            page.wait_for_function(GALLERY_READY, timeout=30000)
         except Exception:
             page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
             shutil.copy(tmp_path / "failed.png", "/tmp/browser_failed.png")
             raise
-        before = overlay_src(page)
-        slider = page.locator("#level input[type=range]")
-        slider.focus()
-        page.keyboard.press("ArrowRight")
-        page.keyboard.press("ArrowRight")
-        deadline = time.time() + 20
-        while overlay_src(page) == before and time.time() < deadline:
+        assert len(posts) > before, "the click did not reach the server"
+        state = page.evaluate(STATE)
+        assert state["selected"].startswith("1:")  # selected at the level shown
+        assert alpha_at(page, "pick", x, y) == 0  # the selected region is not dimmed
+        dimmed = page.evaluate(
+            "() => { const c = document.querySelector('#overlay canvas.pick');"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] === 140; return n; }"
+        )
+        assert dimmed > 0, "the rest of the image is not dimmed around the selection"
+        # a hit opens in context (its image, the region outlined); the query stays open
+        token, sources = state["token"], hit_sources(page)
+        page.locator("#hits img").nth(0).click()
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#context img');"
+            " return i && i.complete && i.naturalWidth > 0; }",
+            timeout=30000,
+        )
+        assert page.evaluate(STATE)["token"] == token, "opening a hit replaced the query image"
+        page.locator("#more_like_this").click()
+        deadline = time.time() + 30
+        while hit_sources(page) == sources and time.time() < deadline:
             time.sleep(0.2)
-        assert overlay_src(page) != before, "moving the level slider did not change the overlay"
+        assert hit_sources(page) != sources, "find more like this did not change the hits"
         shot = tmp_path / "explorer.png"
+        page.mouse.move(0, 0)
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 10_000
@@ -100,25 +145,12 @@ def test_results_are_in_view_at_1400x900_and_a_new_k_reruns_the_search(server): 
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(server)
-        page.wait_for_selector("#examples img", timeout=30000)
-        page.locator("#examples img").nth(0).click()
-        page.wait_for_function(
-            "() => { const i = document.querySelector('#overlay img');"
-            " return i && i.naturalWidth > 0; }",
-            timeout=30000,
-        )
-        page.evaluate(
-            "window.scrollTo(0, 0)"
-        )  # where the page opens: the click must need no scroll after it
-        box = page.locator("#overlay img").evaluate(CONTENT_BOX)
-        assert box["y"] + box["h"] * 0.6 < 900, "the image to click is below the fold"
-        page.mouse.click(box["x"] + box["w"] * 0.3, box["y"] + box["h"] * 0.6)
-        page.wait_for_function(
-            "() => { const g = document.querySelectorAll('#hits img');"
-            " return g.length > 0 && g[0].complete && g[0].naturalWidth > 0; }",
-            timeout=30000,
-        )
+        box = open_example(page, server)
+        page.evaluate("window.scrollTo(0, 0)")  # where the page opens: the click needs no scroll
+        box = page.locator(f"{CANVAS} canvas.hover").bounding_box()
+        assert box["y"] + box["height"] * 0.6 < 900, "the image to click is below the fold"
+        page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)
+        page.wait_for_function(GALLERY_READY, timeout=30000)
         assert page.evaluate("window.scrollY") == 0
         first = page.locator("#hits img").nth(0).bounding_box()
         assert first and 0 <= first["y"] and first["y"] + first["height"] <= 900, first
@@ -128,4 +160,22 @@ def test_results_are_in_view_at_1400x900_and_a_new_k_reruns_the_search(server): 
         k_box.fill("2")
         k_box.press("Enter")
         assert wait_for_count(page, 2) == 2, "changing k did not re-run the search"
+        # issue 12 item 5: a lasso over the whole map fills the gallery with what it enclosed
+        page.wait_for_function(
+            "() => Number(document.querySelector('#embedding-map .hsg-map').dataset.drawn) > 0",
+            timeout=30000,
+        )
+        plot = page.locator("#embedding-map canvas.plot")
+        plot.scroll_into_view_if_needed()
+        area = plot.bounding_box()
+        corners = [
+            (area["x"] + area["width"] * fx, area["y"] + area["height"] * fy)
+            for fx, fy in ((0.02, 0.02), (0.98, 0.02), (0.98, 0.98), (0.02, 0.98))
+        ]
+        page.mouse.move(*corners[0])
+        page.mouse.down()
+        for corner in corners[1:] + corners[:1]:
+            page.mouse.move(*corner, steps=6)
+        page.mouse.up()
+        assert wait_for_count(page, 64, timeout=40) == 64, "the lasso did not fill the gallery"
         browser.close()

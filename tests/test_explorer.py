@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import embedding_map
 import explorer as ex
 import explorer_output as output
-from hsg_core.viz import boundaries, palette
+from hsg_core.viz import boundaries, crop_box, inner_band, outline_width
 from index import CheckpointMismatchError, DataRootMismatchError
 from index.managed import managed_index_dir, open_or_build, open_relocated
 from tests.conftest import tree_digest, write_shapes_images
@@ -263,7 +264,7 @@ def test_slider_renders_that_levels_label_map(explorer):
     for level in range(4):
         out = ex.render(session, level, opacity=1.0)
         labels = session.prediction.levels[level].label_map
-        colours = palette(int(labels.max()) + 1)
+        colours = ex.level_colours(session.prediction)[level]
         inner = ~boundaries(labels)
         assert np.array_equal(out[inner], colours[labels][inner])
     assert ex.render(ex.Session(), 0) is None
@@ -285,14 +286,9 @@ def test_export_and_figures(explorer):
     fig = output.hierarchy_figure(session)
     assert len(fig.data[0].ids) == 64 + 16 + 4 + 1
     session, _, _ = ex.select_at(explorer.index, session, 3, 3, 0, k=3)
-    fig = output.embedding_figure(explorer.index, session)
-    assert [t.name for t in fig.data] == ["indexed regions", "hits", "query"]
-    regions = output.region_map(explorer.index)
-    assert output.region_map(explorer.index) is regions  # fitted once per index, not per click
-    level, region = session.selected
-    star = regions.project(session.prediction.levels[level].embeddings[region])[0]
-    assert np.allclose([fig.data[2].x[0], fig.data[2].y[0]], star)
-    assert len(fig.data[0].x) == min(4000, len(explorer.index))
+    regions = embedding_map.region_map(explorer.index)
+    assert embedding_map.region_map(explorer.index) is regions  # fitted once per index
+    assert len(regions.xy) == min(4000, len(explorer.index))
 
 
 def test_folder_outside_roots_is_refused(explorer, tmp_path):
@@ -316,3 +312,68 @@ def test_pick_a_region_from_the_hierarchy_list(explorer):
     session, rows, items = ex.select_region(explorer.index, session, 1, 5, k=3)
     assert session.selected == (1, 5) and rows[1][1] == 5 and len(items) == 3
     assert all(h.level == 1 for h in session.hits)
+
+
+# ----------------------------------------------------------------------------- hits in context
+def searched(explorer, **options):
+    """A session after a click on level 1 of the first example, with its hits."""
+    session = ex.open_image(explorer, explorer.examples[0])
+    session, _, _ = ex.select_at(explorer.index, session, 20, 30, 1, k=4, **options)
+    return session
+
+
+def test_a_hit_tile_crops_with_the_margin_outlines_the_region_and_names_the_file(explorer):
+    hit = searched(explorer).hits[0]
+    tile = ex.hit_tile(explorer.index, hit)
+    mask = explorer.index.region_mask(hit)
+    x0, y0, x1, y1 = crop_box(hit.box, mask.shape)
+    assert tile.crop.shape == (y1 - y0, x1 - x0, 3) and tile.title == hit.image and tile.hit == hit
+    assert x0 <= hit.box[0] and y0 <= hit.box[1] and x1 >= hit.box[2] and y1 >= hit.box[3]
+    assert 0 <= x0 and 0 <= y0 and x1 <= mask.shape[1] and y1 <= mask.shape[0]  # clipped
+    gold = np.all(tile.crop == (255, 215, 0), axis=-1)
+    assert np.array_equal(gold, inner_band(mask[y0:y1, x0:x1]))
+    assert tile.caption.endswith(hit.image)
+
+
+def test_opening_a_hit_in_context_outlines_its_region_and_keeps_the_query(explorer):
+    session = searched(explorer)
+    selected, hits = session.selected, list(session.hits)
+    hit = ex.hit_at(session, 2)
+    session, image = ex.open_hit(explorer.index, session, hit)
+    mask = explorer.index.region_mask(hit)
+    assert image.shape == (*hit.image_size, 3) and session.context == hit
+    gold = np.all(image == (255, 215, 0), axis=-1)
+    assert np.array_equal(gold, inner_band(mask, outline_width(image.shape)))
+    assert session.selected == selected and session.hits == hits and session.query_hit is None
+    with pytest.raises(ValueError, match="no hit 9: the gallery shows 4"):
+        ex.hit_at(session, 8)
+
+
+def test_opening_a_hit_whose_file_is_gone_names_the_file(explorer, tmp_path):
+    moved = Path(shutil.copytree(explorer.index.data_root, tmp_path / "moved"))
+    index = open_relocated(
+        explorer.index.path, moved, checkpoint_hash=explorer.predictor.checkpoint_hash
+    )
+    hit = index.search(index.region_vector("img3.png", 1, 2), k=1, levels=[1])[0]
+    (moved / hit.image).unlink()
+    with pytest.raises(ValueError, match=f"{hit.image}: not in the data folder any more"):
+        ex.open_hit(index, ex.Session(), hit)
+
+
+def test_find_more_like_this_searches_with_the_hits_vector_without_the_hit(explorer):
+    session = searched(explorer, one_per_image=False)
+    selected, hit = session.selected, session.hits[0]
+    session, items = ex.more_like_hit(explorer.index, session, hit, k=3, one_per_image=False)
+    assert len(items) == len(session.hits) == 3 and session.query_hit == hit
+    assert all(h.level == hit.level and h.image != hit.image for h in session.hits)
+    vector = explorer.index.region_vector(hit.image, hit.level, hit.region)
+    want = explorer.index.search(vector, k=3, levels=[hit.level], exclude_image=hit.image)
+    assert [h.id for h in session.hits] == [h.id for h in want]
+    assert session.selected == selected  # the click's selection stays
+    session, _, again = ex.rerun(explorer.index, session, 5, True, True)  # repeats this search
+    chain = ex.hit_chain(explorer.index, hit)
+    assert sorted(chain) == list(range(hit.level, explorer.index.num_levels))
+    assert {h.level for h in session.hits} == set(chain) and session.query_hit == hit
+    assert all(h.image != hit.image for h in session.hits)
+    session, _, _ = ex.select_region(explorer.index, session, 0, 3, k=2)
+    assert session.query_hit is None  # a new selection is the query again
