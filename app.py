@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import functools
 import ipaddress
-import json
 import os
 import re
 import sys
@@ -74,6 +73,7 @@ from explorer_output import (  # noqa: E402
     parts_strip,
 )
 from hsg_files import atomic_write  # noqa: E402
+from index_tab import Eta, folder_choices, info_rows  # noqa: E402
 from segment_canvas import CANVAS_CSS, CANVAS_HTML, CANVAS_JS, canvas_payload  # noqa: E402
 
 MAX_UPLOAD = "25mb"  # gradio refuses larger uploads
@@ -133,12 +133,17 @@ def run_index_job(
     job: IndexJob,
     session: Session | None = None,
     progress=gr.Progress(),
-) -> tuple[str, IndexJob, Session]:
-    """Build or update an index over a folder (`explorer.index_folder`) with a live progress bar; the
-    finished index becomes the one `session` searches. Returns (info as JSON, job, session)."""
-    report = lambda done, total: progress((done, total), desc="indexing", unit="images")  # noqa: E731
-    info, session = index_folder(app, folder_text, mode, job, session or Session(), report)
-    return json.dumps(info, indent=1, default=str), job, session
+) -> tuple[list, IndexJob, Session]:
+    """Build or update an index over a folder (`explorer.index_folder`) with a live progress bar and
+    the time left; the finished index becomes the one `session` searches.
+    Returns (info rows, job, session)."""
+    eta = Eta()
+
+    def report(done: int, total: int) -> None:
+        progress(done / total if total else 0.0, desc=eta.update(done, total))
+
+    info, session = index_folder(app, folder_text or "", mode, job, session or Session(), report)
+    return info_rows(info), job, session
 
 
 # ----------------------------------------------------------------------------- layout
@@ -506,18 +511,22 @@ def build_demo(app: Explorer) -> gr.Blocks:
             with gr.Row():
                 export_btn = gr.Button("Export label maps + hierarchy")
                 mask_btn, cutout_btn = (
-                    gr.Button("Region mask (PNG)"),
-                    gr.Button("Region cut-out (PNG)"),
+                    gr.Button("Region mask (PNG)", elem_id="export_mask"),
+                    gr.Button("Region cut-out (PNG)", elem_id="export_cutout"),
                 )
-                hits_btn = gr.Button("Hits (CSV)")
-                export_file = gr.File(label="Download")
+                hits_btn = gr.Button("Hits (CSV)", elem_id="export_hits")
+                export_file = gr.File(label="Download", elem_id="download")
             with gr.Row(visible=False):  # the HTTP API's inputs and outputs (gradio_client)
                 click_x, click_y = gr.Number(0, precision=0), gr.Number(0, precision=0)
                 click_btn, render_btn = gr.Button("click"), gr.Button("render")
                 rendered = gr.Image(label="overlay rendered on the server", format="png")
         with gr.Tab("Index"):
-            folder = gr.Textbox(
-                label=f"Folder (inside: {', '.join(str(r) for r in app.data_roots)})"
+            folder = gr.Dropdown(  # folders under the allowed roots; a path may be typed too
+                folder_choices(app.data_roots),
+                value=None,
+                allow_custom_value=True,
+                label=f"Folder to index (inside: {', '.join(str(r) for r in app.data_roots)})",
+                elem_id="folder",
             )
             with gr.Row():
                 build_btn, update_btn, cancel_btn = (
@@ -525,10 +534,11 @@ def build_demo(app: Explorer) -> gr.Blocks:
                     gr.Button("Update"),
                     gr.Button("Cancel"),
                 )
-            info = gr.Code(
-                value=json.dumps(app.index.info() if app.index else {}, indent=1, default=str),
-                language="json",
-                label="Index info",
+            info = gr.Dataframe(
+                info_rows(app.index.info() if app.index else {}),
+                headers=["", "this session's index"],
+                interactive=False,
+                elem_id="index_info",
             )
         shown = [opacity, boundaries_only]
         image_outputs = [
@@ -626,6 +636,12 @@ def build_demo(app: Explorer) -> gr.Blocks:
             [session],
             [session, gallery, map_plot],
             trigger_mode="always_last",
+            api_name=False,
+        )
+        demo.load(  # folders added since the server started
+            lambda: gr.update(choices=folder_choices(app.data_roots)),
+            None,
+            [folder],
             api_name=False,
         )
         demo.load(  # the map of the index this page searches (not in the page config: ~150 KB)

@@ -578,6 +578,7 @@ def index_folder(
     job's summary (or the index's info when complete) and the session.
     """
     from index.managed import build_or_update, managed_index_dir
+    from index_tab import UI_SHARD_IMAGES
 
     folder = resolve_folder(folder_text, app.data_roots)
     out = managed_index_dir(app.index_root, folder, app.predictor.checkpoint_hash, built=True)
@@ -589,6 +590,7 @@ def index_folder(
         checkpoint_hash=app.predictor.checkpoint_hash,
         update=mode == "update",
         batch_size=4,
+        shard_images=UI_SHARD_IMAGES,  # Cancel keeps every finished shard of this many images
         progress=progress,
         should_stop=job.stop.is_set,
     )

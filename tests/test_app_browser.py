@@ -179,3 +179,51 @@ def test_results_are_in_view_at_1400x900_and_a_new_k_reruns_the_search(server): 
         page.mouse.up()
         assert wait_for_count(page, 64, timeout=40) == 64, "the lasso did not fill the gallery"
         browser.close()
+
+
+DOWNLOAD_HREF = "() => document.querySelector('#download a[href]')?.getAttribute('href') || ''"
+
+
+def error_toast(page, timeout: float = 30) -> str:
+    """The text of the first error toast gradio shows, once one is there."""
+    page.wait_for_selector(".toast-body", timeout=timeout * 1000)
+    return page.locator(".toast-body").first.text_content() or ""
+
+
+def test_a_bad_upload_says_why_on_the_page_and_exports_download(server, tmp_path):  # noqa: F811
+    """Issue 12 items 8-9: a text file named .jpg gets its one-line reason in the page; the mask,
+    cut-out and hits of a selection download as files."""
+    playwright = require_browser()
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not a picture at all")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(server)
+        page.wait_for_selector("#upload input[type=file]", state="attached", timeout=30000)
+        page.locator("#upload input[type=file]").set_input_files(str(fake))
+        message = error_toast(page)
+        assert "holiday.jpg" in message and "Traceback" not in message, message
+        page.reload()
+        box = open_example(page, server)
+        page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)
+        page.wait_for_function(GALLERY_READY, timeout=30000)
+        for button, suffix in (
+            ("#export_mask", ".png"),
+            ("#export_cutout", ".png"),
+            ("#export_hits", ".csv"),
+        ):
+            before = page.evaluate(DOWNLOAD_HREF)
+            page.locator(button).click()
+            page.wait_for_function(  # a new file, not the previous export
+                f"([before, suffix]) => {{ const h = ({DOWNLOAD_HREF})();"
+                " return h && h !== before && h.endsWith(suffix); }",
+                arg=[before, suffix],
+                timeout=30000,
+            )
+            with page.expect_download() as download:
+                page.locator("#download a[href]").first.click()
+            saved = tmp_path / download.value.suggested_filename
+            download.value.save_as(saved)
+            assert saved.suffix == suffix and saved.stat().st_size > 0
+        browser.close()
