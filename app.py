@@ -67,6 +67,7 @@ from explorer import (  # noqa: E402
 from explorer_output import (  # noqa: E402
     export_cutout,
     export_hits_csv,
+    export_hits_zip,
     export_mask,
     export_zip,
     hierarchy_figure,
@@ -509,12 +510,13 @@ def build_demo(app: Explorer) -> gr.Blocks:
                         elem_id="embedding-map",
                     )
             with gr.Row():
-                export_btn = gr.Button("Export label maps + hierarchy")
+                export_btn = gr.Button("Hierarchy (labels, overlays, JSON)", elem_id="export")
                 mask_btn, cutout_btn = (
                     gr.Button("Region mask (PNG)", elem_id="export_mask"),
                     gr.Button("Region cut-out (PNG)", elem_id="export_cutout"),
                 )
                 hits_btn = gr.Button("Hits (CSV)", elem_id="export_hits")
+                crops_btn = gr.Button("Hits (zip of crops)", elem_id="export_crops")
                 export_file = gr.File(label="Download", elem_id="download")
             with gr.Row(visible=False):  # the HTTP API's inputs and outputs (gradio_client)
                 click_x, click_y = gr.Number(0, precision=0), gr.Number(0, precision=0)
@@ -670,6 +672,12 @@ def build_demo(app: Explorer) -> gr.Blocks:
             (hits_btn, export_hits_csv, "export_hits"),
         ):
             button.click(user_errors(export), [session], export_file, api_name=name)
+        crops_btn.click(
+            user_errors(lambda s: export_hits_zip(app.index_of(s), s)),
+            [session],
+            export_file,
+            api_name="export_crops",
+        )
         # one index job at a time, Build and Update alike: a second one waits in the queue
         index_job = [
             folder,

@@ -1,10 +1,11 @@
-"""What the explorer shows and hands out for a session: figures (hierarchy sunburst, embedding map,
-parts-to-whole strip) and downloads (label maps + hierarchy zip, region mask, cut-out, hits CSV).
-No gradio.
+"""What the explorer shows and hands out for a session: figures (hierarchy sunburst, parts-to-whole
+strip) and downloads (the hierarchy in `hsg segment`'s format, region mask, cut-out, hits as CSV
+and as a zip of crops). No gradio.
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 import tempfile
 import time
@@ -18,10 +19,11 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from explorer import Session, level_colours, require_image
+from hsg_core.export import segmentation_zip
 from hsg_core.viz import crop_box, highlight, outline_width
 
 if TYPE_CHECKING:
-    pass
+    from index import SegmentIndex
 
 CACHE_TTL_S = 3600  # downloads are deleted after this long
 
@@ -119,22 +121,22 @@ def export_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="export-", dir=exports))
 
 
+def export_stem(session: Session) -> str:
+    """File-name prefix of the open image's exports: its indexed name's stem, or 'image'."""
+    stem = Path(session.source).stem if session.source else "image"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "image"
+
+
 def export_zip(session: Session) -> str:
-    """Label PNG per level (uint16) + hierarchy JSON, zipped in a fresh temp folder; its path.
+    """The open image's hierarchy in `hsg segment`'s format (`hsg_core.export`: per level label
+    and colour PNGs, the hierarchy JSON), zipped in a fresh temp folder; its path.
 
     Raises:
         ValueError: no image is open (says what to do).
     """
     pred = require_image(session, "export")
-    folder = export_folder()
-    path = folder / "hierarchy.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for lv, level in enumerate(pred.levels):
-            png = folder / f"level{lv}_labels.png"
-            Image.fromarray(level.label_map.astype(np.uint16)).save(png)
-            zf.write(png, png.name)
-        zf.writestr("hierarchy.json", pred.to_json())
-    return str(path)
+    stem = export_stem(session)
+    return str(segmentation_zip(pred, session.image, stem, export_folder() / f"{stem}_hsg.zip"))
 
 
 def selected_mask(session: Session, action: str) -> tuple[np.ndarray, str]:
@@ -174,30 +176,56 @@ def export_cutout(session: Session) -> str:
 HIT_COLUMNS = ["rank", "image", "level", "region", "score", "x0", "y0", "x1", "y1"]
 
 
-def export_hits_csv(session: Session) -> str:
-    """The hits in the gallery, in order, as CSV (`HIT_COLUMNS`; box x1/y1 exclusive); its path."""
+def require_hits(session: Session, action: str) -> list:
+    """The gallery's hits; a ValueError saying what to do when there are none."""
+    require_image(session, action)
+    if not session.hits:
+        raise ValueError(f"{action}: select a region first, its similar regions are what is saved")
+    return session.hits
+
+
+def hits_csv_text(hits: list) -> str:
+    """`hits` in order as CSV text (`HIT_COLUMNS`; box x1/y1 exclusive; names spreadsheet-safe)."""
     import csv
 
-    require_image(session, "download the hits")
-    if not session.hits:
-        raise ValueError(
-            "download the hits: select a region first, its similar regions are what is saved"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(HIT_COLUMNS)
+    for rank, hit in enumerate(hits, 1):
+        writer.writerow(
+            [rank, spreadsheet_safe(hit.image), hit.level, hit.region, f"{hit.score:.6f}", *hit.box]
         )
+    return buffer.getvalue()
+
+
+def export_hits_csv(session: Session) -> str:
+    """The hits in the gallery, in order, as CSV (`hits_csv_text`); its path."""
+    hits = require_hits(session, "download the hits")
     path = export_folder() / "hits.csv"
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HIT_COLUMNS)
-        for rank, hit in enumerate(session.hits, 1):
-            writer.writerow(
-                [
-                    rank,
-                    spreadsheet_safe(hit.image),
-                    hit.level,
-                    hit.region,
-                    f"{hit.score:.6f}",
-                    *hit.box,
-                ]
-            )
+    path.write_text(hits_csv_text(hits), encoding="utf-8", newline="")
+    return str(path)
+
+
+def export_hits_zip(index: SegmentIndex | None, session: Session) -> str:
+    """The hits' tiles (each region outlined in its image with a margin, as in the gallery) as
+    PNGs named '<rank>_L<level>_<image stem>_r<region>.png', with hits.csv; zipped, its path."""
+    from explorer import hit_image, hit_tile
+
+    hits = require_hits(session, "download the hit crops")
+    if index is None:
+        raise ValueError("download the hit crops: no index is open")
+    path = export_folder() / "hits.zip"
+    images: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("hits.csv", hits_csv_text(hits))
+        for rank, hit in enumerate(hits, 1):
+            if hit.image not in images:
+                images[hit.image] = hit_image(index, hit)
+            crop = hit_tile(index, hit, images[hit.image]).crop
+            name = f"{rank:02d}_L{hit.level}_{Path(hit.image).stem}_r{hit.region}.png"
+            buffer = io.BytesIO()
+            Image.fromarray(crop).save(buffer, format="PNG")
+            archive.writestr(name, buffer.getvalue())
     return str(path)
 
 

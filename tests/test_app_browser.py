@@ -212,6 +212,8 @@ def test_a_bad_upload_says_why_on_the_page_and_exports_download(server, tmp_path
             ("#export_mask", ".png"),
             ("#export_cutout", ".png"),
             ("#export_hits", ".csv"),
+            ("#export_crops", ".zip"),
+            ("#export", ".zip"),
         ):
             before = page.evaluate(DOWNLOAD_HREF)
             page.locator(button).click()

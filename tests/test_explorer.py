@@ -235,6 +235,19 @@ def test_downloads_of_the_selected_region_and_of_the_hits(explorer):
     assert [tuple(int(r[c]) for c in ("x0", "y0", "x1", "y1")) for r in rows] == [
         tuple(h.box) for h in session.hits
     ]
+    with zipfile.ZipFile(output.export_hits_zip(explorer.index, session)) as archive:
+        crops = sorted(n for n in archive.namelist() if n.endswith(".png"))
+        assert archive.read("hits.csv") == Path(output.export_hits_csv(session)).read_bytes()
+        assert len(crops) == len(session.hits)
+        for name, hit in zip(crops, session.hits):  # named by rank, the gallery's tile
+            assert (
+                name
+                == f"{crops.index(name) + 1:02d}_L{hit.level}_{Path(hit.image).stem}_r{hit.region}.png"
+            )
+            tile = ex.hit_tile(explorer.index, hit).crop
+            assert np.array_equal(np.asarray(Image.open(archive.open(name))), tile)
+    with pytest.raises(ValueError, match="select a region first"):
+        output.export_hits_zip(explorer.index, wide_session(explorer))
 
 
 def test_hit_file_names_cannot_become_spreadsheet_formulas():
@@ -274,15 +287,10 @@ def test_slider_renders_that_levels_label_map(explorer):
 def test_export_and_figures(explorer):
     session = wide_session(explorer)
     path = output.export_zip(session)
-    with zipfile.ZipFile(path) as zf:
-        assert sorted(zf.namelist()) == [
-            "hierarchy.json",
-            "level0_labels.png",
-            "level1_labels.png",
-            "level2_labels.png",
-            "level3_labels.png",
-        ]
-        assert json.loads(zf.read("hierarchy.json"))["image_size"] == [40, 160]
+    with zipfile.ZipFile(path) as zf:  # hsg segment's files (tests/hsg_core/test_export.py)
+        names = [f"image_level{lv}_{kind}.png" for lv in range(4) for kind in ("color", "labels")]
+        assert sorted(zf.namelist()) == sorted([*names, "image_hierarchy.json"])
+        assert json.loads(zf.read("image_hierarchy.json"))["image_size"] == [40, 160]
     fig = output.hierarchy_figure(session)
     assert len(fig.data[0].ids) == 64 + 16 + 4 + 1
     session, _, _ = ex.select_at(explorer.index, session, 3, 3, 0, k=3)
