@@ -70,10 +70,11 @@ from explorer_output import (  # noqa: E402
     export_hits_zip,
     export_mask,
     export_zip,
+    gallery_files,
     hierarchy_figure,
+    image_file,
     parts_strip,
 )
-from hsg_files import atomic_write  # noqa: E402
 from index_tab import Eta, folder_choices, info_rows  # noqa: E402
 from segment_canvas import CANVAS_CSS, CANVAS_HTML, CANVAS_JS, canvas_payload  # noqa: E402
 
@@ -165,27 +166,6 @@ def upload_path(payload) -> str | None:
     return str(payload.path)
 
 
-def atomic_gradio_cache_writes() -> None:
-    """Make gradio write output images to its cache through a temp file and a rename.
-
-    gradio names each output image after its content hash and writes it with a plain `write_bytes`:
-    when two sessions produce the same image at once (the same example, the same hit crops), one
-    truncates the file while it is being sent to the other, whose download then fails mid-body
-    (found by tests/test_concurrency.py). A rename never exposes a partial file.
-    """
-    from gradio import processing_utils as utils
-
-    def save_pil_to_cache(img, cache_dir, name: str = "image", format: str = "webp") -> str:
-        data = utils.encode_pil_to_bytes(img, format)
-        folder = Path(cache_dir) / utils.hash_bytes(data)
-        folder.mkdir(exist_ok=True, parents=True)
-        path = (folder / f"{name}.{format}").resolve()
-        atomic_write(path, lambda fh: fh.write(data))
-        return str(path)
-
-    utils.save_pil_to_cache = save_pil_to_cache
-
-
 # ----------------------------------------------------------------------------- handlers
 def canvas_value(session: Session, level: int) -> dict:
     """The segment canvas's payload for the session's image (`segment_canvas.canvas_payload`)."""
@@ -233,7 +213,7 @@ def _on_image(app: Explorer, image, level, opacity, boundaries_only, index_path:
 
 def strip_items(session: Session) -> list[tuple]:
     """The parts-to-whole strip as gallery items: the selection's region at every level."""
-    return [(panel.crop, panel.caption) for panel in parts_strip(session)]
+    return gallery_files([(panel.crop, panel.caption) for panel in parts_strip(session)])
 
 
 def _search_at(app: Explorer, session: Session, x, y, level, k, mode, one_per_image) -> tuple:
@@ -251,7 +231,7 @@ def _search_at(app: Explorer, session: Session, x, y, level, k, mode, one_per_im
         every_level=mode == "every level",
         one_per_image=bool(one_per_image),
     )
-    return session, items
+    return session, gallery_files(items)
 
 
 def selection_views(app: Explorer, session: Session) -> tuple:
@@ -275,7 +255,8 @@ def _on_click(
     """The `click_xy` API: a click at (x, y), with the overlay rendered on the server."""
     session, items = _search_at(app, session, x, y, level, k, mode, one_per_image)
     strip, figure = selection_views(app, session)
-    return session, render(session, level, opacity, boundaries_only), strip, items, figure
+    rendered = image_file(render(session, level, opacity, boundaries_only))
+    return session, rendered, strip, items, figure
 
 
 @user_errors
@@ -287,7 +268,7 @@ def _on_settings(app: Explorer, session: Session, k, mode, one_per_image):
     if result is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     session, _, items = result
-    return session, gr.skip(), items, gr.HTML(marks=map_marks(index, session))
+    return session, gr.skip(), gallery_files(items), gr.HTML(marks=map_marks(index, session))
 
 
 @user_errors
@@ -312,7 +293,7 @@ def _on_pick(
         session,
         gr.HTML(selection=[lv, region]),  # the canvas shows it; the level slider moves to lv
         strip_items(session),
-        items,
+        gallery_files(items),
         gr.HTML(marks=map_marks(index, session)),
         lv,
     )
@@ -338,7 +319,7 @@ def in_context(app: Explorer, session: Session, hit, caption: str) -> tuple:
     session, image = open_hit(app.index_of(session), session, hit)
     return (
         session,
-        image,
+        image_file(image),
         f"**{one_line(ValueError(hit.image))}** · {caption}",
         gr.update(visible=True),
     )
@@ -364,7 +345,7 @@ def _on_map_select(app: Explorer, session: Session, evt: gr.EventData) -> tuple:
     """Points lassoed on the map: they fill the gallery (ranked by similarity to the query)."""
     index = app.index_of(session)
     session, items = lasso_gallery(index, session, selected_ids(index, getattr(evt, "_data", None)))
-    return session, items, gr.HTML(marks=map_marks(index, session))
+    return session, gallery_files(items), gr.HTML(marks=map_marks(index, session))
 
 
 @user_errors
@@ -381,7 +362,7 @@ def _on_more_like_hit(app: Explorer, session: Session, k, mode, one_per_image) -
         every_level=mode == "every level",
         one_per_image=bool(one_per_image),
     )
-    return session, items
+    return session, gallery_files(items)
 
 
 @user_errors
@@ -403,7 +384,6 @@ def _on_explore_hit(app: Explorer, session: Session, opacity, boundaries_only):
 
 def build_demo(app: Explorer) -> gr.Blocks:
     """The Blocks layout; every event calls one of the handlers above."""
-    atomic_gradio_cache_writes()
     with gr.Blocks(title="HSG Explorer", delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S)) as demo:
         session = gr.State(Session(), time_to_live=SESSION_TTL_S)
         job = gr.State(IndexJob())
@@ -568,7 +548,10 @@ def build_demo(app: Explorer) -> gr.Blocks:
             None, boundaries_only, None, js="(v) => { window.hsgCanvas?.setBoundaries(v); }"
         )
         render_btn.click(
-            lambda s, *a: render(s, *a), [session, level, *shown], rendered, api_name="render"
+            lambda s, *a: image_file(render(s, *a)),
+            [session, level, *shown],
+            rendered,
+            api_name="render",
         )
         click_inputs = [level, *shown, k, mode, one_per_image]
 

@@ -121,6 +121,30 @@ def export_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="export-", dir=exports))
 
 
+def image_file(image: np.ndarray | None, folder: Path | None = None) -> str | None:
+    """[h, w, 3] uint8 `image` written as WebP into `folder` (a fresh `export_folder` by default);
+    its path, or None for None.
+
+    The UI returns images to gradio as files: gradio copies a file into its cache through a temp
+    file and a rename, while an array it encodes and writes in place, so two sessions showing the
+    same tile at once could be sent a half-written file.
+    """
+    if image is None:
+        return None
+    folder = folder or export_folder()
+    path = Path(tempfile.mkstemp(suffix=".webp", dir=folder)[1])
+    Image.fromarray(np.ascontiguousarray(image)).save(path, format="WEBP", quality=90)
+    return str(path)
+
+
+def gallery_files(items: list[tuple[np.ndarray, str]]) -> list[tuple[str, str]]:
+    """Gallery items (image, caption) with each image as a file (`image_file`), in one folder."""
+    if not items:
+        return []
+    folder = export_folder()
+    return [(image_file(image, folder), caption) for image, caption in items]
+
+
 def export_stem(session: Session) -> str:
     """File-name prefix of the open image's exports: its indexed name's stem, or 'image'."""
     stem = Path(session.source).stem if session.source else "image"

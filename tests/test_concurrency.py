@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import app
+import explorer as ex
 from benchmarks.bench_concurrency import run_users, user_images
 from tests.conftest import free_port
 
@@ -53,16 +54,21 @@ def test_state_of_the_least_recent_session_is_evicted_beyond_capacity(explorer, 
         demo.close()
 
 
-def test_gradio_cache_files_are_replaced_not_rewritten_in_place(explorer, tmp_path):
-    """Two sessions saving the same output image must not truncate the file a third is downloading."""
+def test_outputs_reach_gradio_as_files_that_its_cache_copies_atomically(explorer, tmp_path):
+    """Two sessions showing the same tile must not truncate a file a third is downloading: the app
+    hands gradio files (gradio copies those through a temp file and a rename), never arrays (which
+    gradio encodes and writes in place)."""
     import os
 
     from gradio import processing_utils
 
-    app.build_demo(explorer)  # installs the atomic writer
-    image = Image.fromarray(user_images(0)[0])
-    first = processing_utils.save_pil_to_cache(image, str(tmp_path))
+    session = ex.set_image(explorer.predictor, user_images(0)[0])
+    session, items = app._search_at(explorer, session, 3, 3, 0, 3, "same level", True)
+    strip = app.strip_items(session)
+    assert items and strip
+    assert all(isinstance(path, str) and os.path.exists(path) for path, _ in items + strip)
+    first = processing_utils.save_file_to_cache(items[0][0], str(tmp_path))
     with open(first, "rb") as reader:  # a download in progress holds the file open
-        second = processing_utils.save_pil_to_cache(image, str(tmp_path))
-        assert second == first and os.stat(first).st_ino != os.fstat(reader.fileno()).st_ino
-        assert reader.read() == open(second, "rb").read()
+        second = processing_utils.save_file_to_cache(items[0][0], str(tmp_path))
+        assert second == first and os.stat(first).st_ino == os.fstat(reader.fileno()).st_ino
+        assert reader.read() == open(items[0][0], "rb").read()  # whole, never rewritten
