@@ -34,6 +34,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     overrides = list(args.set) + (
         [f"model.backbone_init={args.init_weights}"] if args.init_weights else []
     )
+    if args.workers is not None:
+        overrides.append(f"data.num_workers={args.workers}")
     try:
         cfg = load_config(args.config, overrides)
     except ConfigError as err:
@@ -61,29 +63,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(printable(f"{path}: {path.stat().st_size / 2**20:.1f} MiB"))
 
 
-def save_png(array, path: Path) -> None:
-    """Write a PNG atomically (uint8 RGB or uint16 labels)."""
-    from PIL import Image
-
-    from hsg_files import atomic_write
-
-    atomic_write(path, lambda fh: Image.fromarray(array).save(fh, format="PNG"))
-
-
-def write_segmentation(prediction, image, stem: str, out: Path) -> None:
-    """Per level a colour overlay PNG and a uint16 label PNG; the hierarchy as JSON."""
-    import numpy as np
-
-    from hsg_core.viz import overlay_regions
-    from hsg_files import atomic_write_text
-
-    for lv, level in enumerate(prediction.levels):
-        save_png(overlay_regions(image, level.label_map), out / f"{stem}_level{lv}_color.png")
-        save_png(level.label_map.astype(np.uint16), out / f"{stem}_level{lv}_labels.png")
-    atomic_write_text(out / f"{stem}_hierarchy.json", prediction.to_json())
-
-
 def cmd_segment(args: argparse.Namespace) -> None:
+    from hsg_core.export import write_segmentation
     from hsg_core.images import load_image
     from hsg_core.predictor import load_predictor
     from hsg_files import IMAGE_SUFFIXES, is_image_name
@@ -111,7 +92,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
         out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
-        write_segmentation(prediction, image, Path(path).stem, out)
+        write_segmentation(prediction, image, Path(path).stem, out)  # hsg_core.export's format
         counts = [lv.num_regions for lv in prediction.levels]
         print(printable(f"{path}: regions per level {counts}"))
 
@@ -156,7 +137,7 @@ def cmd_index(args: argparse.Namespace) -> None:
         )
         return
     from hsg_core.distributed import init_from_env
-    from hsg_core.predictor import load_predictor, make_extractor, pick_device
+    from hsg_core.predictor import load_predictor, pick_device
 
     device = pick_device(args.device)
     dist = init_from_env(device.type)  # torchrun: each rank extracts a disjoint part of the folder
@@ -167,7 +148,7 @@ def cmd_index(args: argparse.Namespace) -> None:
     info = run(
         Path(args.data),
         Path(args.out),
-        make_extractor(predictor),
+        index_extractor(predictor, args.workers, args.batch_size),
         checkpoint_hash=predictor.checkpoint_hash,
         batch_size=args.batch_size,
         factory=args.factory,
@@ -182,6 +163,25 @@ def cmd_index(args: argparse.Namespace) -> None:
             return
         info = index.merge_shards(Path(args.out), factory=args.factory)
     print(json.dumps(info, indent=1, default=str))
+
+
+def index_extractor(predictor, workers: int, batch_size: int):
+    """workers 0: one image at a time in this process (`make_extractor`); N > 0: the pipelined
+    extractor, its CPU stages in N DataLoader worker processes and the backbone batched."""
+    from hsg_core.extract_pipeline import PipelinedExtractor
+    from hsg_core.predictor import make_extractor
+
+    if workers == 0:
+        return make_extractor(predictor)
+    return PipelinedExtractor(predictor, workers=workers, batch_size=batch_size)
+
+
+def non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -217,6 +217,13 @@ def _index_parsers(sub) -> None:
         q.add_argument("--checkpoint", required=True)
         q.add_argument("--out", required=True, help="index folder")
         q.add_argument("--batch-size", type=int, default=8)
+        q.add_argument(
+            "--workers",
+            type=non_negative,
+            default=0,
+            help="processes decoding images and computing edge maps ahead of the model, which "
+            "then runs --batch-size images per forward (default 0: one image at a time)",
+        )
         q.add_argument(
             "--factory", default=None, help="faiss index factory string (default: by size)"
         )
@@ -456,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--max-steps", type=int, default=None, help="stop after N steps in this call")
+    p.add_argument(
+        "--workers",
+        type=non_negative,
+        default=None,
+        help="DataLoader worker processes (sets data.num_workers; default: the config's)",
+    )
     p.add_argument(
         "--init-weights",
         help="torchvision/timm-style ResNet state dict for the backbone (strict keys)",

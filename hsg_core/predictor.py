@@ -2,7 +2,10 @@
 
 Like segment-anything's SamPredictor: `set_image` runs the network once and caches the result;
 `segment_at` / `prediction` only index the cache. `predict` is the stateless, thread-safe path
-(the app and the index builder use it).
+(the app and the index builder use it); `predict_batch` runs the backbone once per working size
+over several images. Both split into the model-free stages (`preparer()`, `hsg_core.prepare`: the
+working-size image and the edge map or oversegmentation), which the pipelined index extractor
+runs in worker processes, and the device stages (`predict_prepared`).
 
 Inference path (one view): the image is downscaled so its longer side is at most `work_side`;
 pixel embeddings are upsampled bilinearly to that resolution and renormalised; spherical k-means
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +36,10 @@ from .checkpoint import (
 )
 from .contour_tree import ContourTree, ContourTreeParams
 from .hierarchy import build_prediction, resize_nearest, segment_chains
-from .images import ImageReadError, check_rgb, downscale_to, load_image
+from .images import ImageReadError, check_rgb, load_image
 from .model import HSG
-from .overseg import OversegCache, edge_map, oversegment
+from .overseg import OversegCache
+from .prepare import Prepared, Preparer
 from .region_pooling import (
     chain_sums,
     grid_to_pixels,
@@ -118,21 +122,104 @@ class HSGPredictor:
 
     def predict(self, image: np.ndarray) -> Prediction:
         """[H, W, 3] uint8 RGB -> Prediction (stateless; safe to call from several threads)."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """B images [H_i, W_i, 3] uint8 RGB -> B Predictions, each equal to `predict` of that image.
+
+        One backbone forward per working size among the images (sizes are bucketed, not padded:
+        padding would change a ViT's attention and a CNN's borders, hence the regions). Photos of
+        one folder share a few sizes (BSDS500: two), so buckets are full in practice. With a ViT
+        (the shipped DINOv2) the regions are the same and descriptors equal to ~1e-6; a CNN's
+        oneDNN convolutions differ by ~1e-6 with the batch size, which can move a few pixels of
+        the contour tree's finest cut (altitude 0), where watershed basins tie.
+        """
+        images = [check_rgb(image) for image in images]
+        with self._lock, torch.no_grad():
+            preparer = self.preparer()
+            return [p for p, _ in self._predict_prepared([preparer(im) for im in images])]
+
+    def preparer(self) -> Preparer:
+        """The model-free stages with these settings (picklable, for worker processes)."""
+        c = self.config
+        if self.hierarchy == "contour":
+            check_contour_config(c.contour)
+        return Preparer(
+            self.hierarchy,
+            self.work_side,
+            c.contour.edge_side,
+            c.overseg,
+            self.cache,
+            str(self.device),
+        )
+
+    def predict_prepared(self, prepared: Sequence[Prepared]) -> list[Prediction]:
+        """B images prepared by `preparer()` (here or in another process) -> B Predictions."""
+        with self._lock, torch.no_grad():
+            return [p for p, _ in self._predict_prepared(prepared)]
+
+    def predict_tree(
+        self, image: np.ndarray
+    ) -> tuple[Prediction, Callable[[int], np.ndarray] | None]:
+        """`predict`, plus (contour hierarchy only) a function n -> [H, W] int32, the hierarchy's finest
+        cut with at most n regions at the image's size: every scale, not only the levels."""
         image = check_rgb(image)
         with self._lock, torch.no_grad():
-            return self._predict(image)
+            prediction, tree = self._predict_prepared([self.preparer()(image)])[0]
+        if tree is None:
+            return prediction, None
+        return prediction, lambda n: resize_nearest(tree.cut_regions(int(n)), image.shape[:2])
 
-    def _pixel_embeddings(self, work: np.ndarray) -> torch.Tensor:
-        """[h, w, 3] uint8 -> unit pixel embeddings [h*w, D] at that resolution."""
-        x = torch.tensor(work, device=self.device).permute(2, 0, 1)[None].float() / 255.0
-        emb = self.model.embed(self.model.normalize(x))
-        if not torch.isfinite(emb).all():
+    def _predict_prepared(
+        self, prepared: Sequence[Prepared]
+    ) -> list[tuple[Prediction, ContourTree | None]]:
+        """Per image (prediction, contour tree or None); one backbone forward per working size."""
+        out: list = [None] * len(prepared)
+        for rows in same_size_rows([p.work.shape for p in prepared]):
+            start = time.perf_counter()
+            backbone, embeddings = self._grids(np.stack([prepared[i].work for i in rows]))
+            share = round((time.perf_counter() - start) / len(rows), 4)
+            for j, i in enumerate(rows):
+                seconds = {**prepared[i].seconds, "features": share}
+                out[i] = self._finish(prepared[i], backbone[j], embeddings[j], seconds)
+        return out
+
+    def _grids(self, works: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, h, w, 3] uint8 -> (backbone grids [B, C, gh, gw], unit embeddings [B, D, gh, gw])."""
+        x = torch.tensor(works, device=self.device).permute(0, 3, 1, 2).float() / 255.0
+        backbone = self.model.backbone(self.model.normalize(x))
+        return backbone, F.normalize(self.model.head(backbone), dim=1)
+
+    def _features(self, work: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """[h, w, 3] uint8 -> (backbone grid [C, gh, gw], unit embedding grid [D, gh, gw])."""
+        backbone, embeddings = self._grids(work[None])
+        self._check_finite(embeddings)
+        return backbone[0], embeddings[0]
+
+    def _check_finite(self, embeddings: torch.Tensor) -> None:
+        if not torch.isfinite(embeddings).all():
             source = self.checkpoint_path or f"checkpoint {self.checkpoint_hash[:12]}"
             raise ValueError(
                 f"{source}: the model produced non-finite embeddings (NaN/inf weights, or "
                 "weights so large they overflow)"
             )
-        emb = F.interpolate(emb, size=work.shape[:2], mode="bilinear", align_corners=False)
+
+    def _finish(
+        self,
+        prepared: Prepared,
+        backbone: torch.Tensor,
+        embeddings: torch.Tensor,
+        seconds: dict[str, float],
+    ) -> tuple[Prediction, ContourTree | None]:
+        """The stages after the backbone, from one image's grids [C, gh, gw] and [D, gh, gw]."""
+        self._check_finite(embeddings)
+        if self.hierarchy == "contour":
+            return self._finish_contour(prepared, backbone, embeddings, seconds)
+        return self._finish_transformers(prepared, embeddings, seconds), None
+
+    def _pixel_embeddings(self, embeddings: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Unit grid [D, gh, gw] -> unit pixel embeddings [h*w, D] at `size` (h, w)."""
+        emb = F.interpolate(embeddings[None], size=size, mode="bilinear", align_corners=False)
         return F.normalize(emb[0].flatten(1).t().float(), dim=1)
 
     def _segments(self, flat: torch.Tensor, superpixels: np.ndarray) -> torch.Tensor:
@@ -148,29 +235,15 @@ class HSGPredictor:
         sp = torch.from_numpy(superpixels.astype(np.int64)).to(flat.device).reshape(1, -1)
         return intersect_segments(clusters, sp)[0][0]
 
-    def predict_tree(
-        self, image: np.ndarray
-    ) -> tuple[Prediction, Callable[[int], np.ndarray] | None]:
-        """`predict`, plus (contour hierarchy only) a function n -> [H, W] int32, the hierarchy's finest
-        cut with at most n regions at the image's size: every scale, not only the levels."""
-        image = check_rgb(image)
-        with self._lock, torch.no_grad():
-            if self.hierarchy != "contour":
-                return self._predict_transformers(image), None
-            prediction, tree = self._predict_contour(image)
-        return prediction, lambda n: resize_nearest(tree.cut_regions(int(n)), image.shape[:2])
-
-    def _predict(self, image: np.ndarray) -> Prediction:
-        if self.hierarchy == "contour":
-            return self._predict_contour(image)[0]
-        return self._predict_transformers(image)
-
-    def _predict_transformers(self, image: np.ndarray) -> Prediction:
-        work = downscale_to(image, self.work_side)
-        h, w = work.shape[:2]
-        superpixels = oversegment(work, self.config.overseg, cache=self.cache, device=self.device)
-        flat = self._pixel_embeddings(work)
-        seg = self._segments(flat, superpixels)
+    def _finish_transformers(
+        self, prepared: Prepared, embeddings: torch.Tensor, seconds: dict[str, float]
+    ) -> Prediction:
+        """HSG's clustering transformers over k-means ∩ oversegments; meta["seconds"] adds
+        grouping (k-means, transformers, region embeddings)."""
+        clock = Stopwatch()
+        h, w = prepared.work.shape[:2]
+        flat = self._pixel_embeddings(embeddings, (h, w))
+        seg = self._segments(flat, prepared.prior)
         num = int(seg.max()) + 1
         nodes = segment_means(flat, seg, num)
         pos = segment_means(
@@ -179,40 +252,31 @@ class HSGPredictor:
         mask = torch.ones(1, num, dtype=torch.bool, device=flat.device)
         hier = self.model.group(nodes[None], pos[None], mask)
         groups = [g[0].cpu().numpy() for g in hier.node_groups]
-        embeddings = []
+        level_embeddings = []
         for chain in segment_chains(groups):
             ids = torch.from_numpy(chain).to(flat.device)[seg]
-            embeddings.append(segment_means(flat, ids, int(chain.max()) + 1).cpu().numpy())
+            level_embeddings.append(segment_means(flat, ids, int(chain.max()) + 1).cpu().numpy())
         meta = {"checkpoint": self.checkpoint_hash, "work_size": [h, w]}
-        return build_prediction(
-            seg.reshape(h, w).cpu().numpy(), groups, embeddings, image.shape[:2], meta
+        prediction = build_prediction(
+            seg.reshape(h, w).cpu().numpy(), groups, level_embeddings, prepared.image_size, meta
         )
+        clock.lap("grouping", None)
+        prediction.meta["seconds"] = {**seconds, **clock.seconds}
+        return prediction
 
-    def _features(self, work: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """[h, w, 3] uint8 -> (backbone grid [C, gh, gw], unit embedding grid [D, gh, gw])."""
-        x = torch.tensor(work, device=self.device).permute(2, 0, 1)[None].float() / 255.0
-        backbone = self.model.backbone(self.model.normalize(x))
-        embeddings = F.normalize(self.model.head(backbone), dim=1)
-        if not torch.isfinite(embeddings).all():
-            source = self.checkpoint_path or f"checkpoint {self.checkpoint_hash[:12]}"
-            raise ValueError(
-                f"{source}: the model produced non-finite embeddings (NaN/inf weights, or "
-                "weights so large they overflow)"
-            )
-        return backbone[0], embeddings[0]
-
-    def _predict_contour(self, image: np.ndarray) -> tuple[Prediction, ContourTree]:
+    def _finish_contour(
+        self,
+        prepared: Prepared,
+        backbone: torch.Tensor,
+        embeddings: torch.Tensor,
+        seconds: dict[str, float],
+    ) -> tuple[Prediction, ContourTree]:
         """The contour tree's cuts at `contour.level_altitudes`, nested by construction.
 
         meta["seconds"] holds the time of each stage: edges (HED), features (backbone + head),
-        tree (semantic edge map + both stages), levels (cuts and region embeddings)."""
-        c, clock = self.config.contour, Stopwatch()
-        check_contour_config(c)
-        work, edge_image = downscale_to(image, self.work_side), downscale_to(image, c.edge_side)
-        edges = clock.lap(
-            "edges", edge_map(edge_image, self.config.overseg, cache=self.cache, device=self.device)
-        )
-        backbone, embeddings = clock.lap("features", self._features(work))
+        tree (semantic edge map + both stages), levels (cuts and region embeddings); "decode"
+        too when the image was read by `Preparer.read`."""
+        c, clock, edges, work = self.config.contour, Stopwatch(), prepared.prior, prepared.work
         stride = self.model.backbone.output_stride
         valid = (work.shape[0] / stride, work.shape[1] / stride)
         grid = backbone if c.semantic_features == "backbone" else embeddings
@@ -236,9 +300,11 @@ class HSGPredictor:
             "edge_size": list(edges.shape),
             "hierarchy": "contour",
         }
-        prediction = build_prediction(segment_map, groups, level_embeddings, image.shape[:2], meta)
+        prediction = build_prediction(
+            segment_map, groups, level_embeddings, prepared.image_size, meta
+        )
         clock.lap("levels", None)
-        prediction.meta["seconds"] = clock.seconds
+        prediction.meta["seconds"] = {**seconds, **clock.seconds}
         return prediction, tree
 
     def _descriptors(
@@ -294,6 +360,14 @@ def check_contour_config(c) -> None:
             )
     if not c.parent_context >= 0:
         raise ValueError(f"contour.parent_context must be >= 0, got {c.parent_context!r}")
+
+
+def same_size_rows(shapes: Sequence[tuple[int, ...]]) -> list[list[int]]:
+    """Positions grouped by equal shape, each group in input order, groups by first appearance."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, shape in enumerate(shapes):
+        groups.setdefault(tuple(shape), []).append(i)
+    return list(groups.values())
 
 
 class Stopwatch:

@@ -1,16 +1,21 @@
 """Runs the model over the images of this rank's shards and commits each shard.
 
 The model is a callable (`Extractor`) given by the caller; this module only batches paths,
-hashes files, turns predictions into region rows and records images that failed.
+hashes files, turns predictions into region rows and records images that failed. An extractor
+that also has `stream(paths)` (`StreamingExtractor`, e.g. `hsg_core.extract_pipeline`) is given
+every path of the call's shards at once and consumed in order, batch by batch, so it can work
+ahead of the writer (worker processes preparing images while the model runs).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from tqdm.auto import tqdm
 
@@ -23,6 +28,17 @@ LOG = logging.getLogger(__name__)
 
 Extractor = Callable[[list[Path]], list[Any]]  # absolute paths -> Prediction or Exception per path
 ProgressFn = Callable[[int, int], None]  # (images done, images total)
+
+
+@runtime_checkable
+class StreamingExtractor(Protocol):
+    """An `Extractor` that can also take every path up front and yield one result per path, in
+    order (a Prediction or the exception it raised), working ahead of its consumer. When the stream
+    itself raises, the remaining batches go through `__call__`."""
+
+    def __call__(self, paths: list[Path]) -> list[Any]: ...
+
+    def stream(self, paths: Sequence[Path]) -> Iterator[Any]: ...
 
 
 class _ShardBuilder:
@@ -98,14 +114,21 @@ def run_shards(
     done = sum(len(plan.shard_items(s)) for s in shards if s in done_shards)
     report = _progress_reporter(progress, done, total)
     data_root = Path(plan.data_root)
+    todo = [s for s in shards if s not in done_shards]
+    batches = [
+        [data_root / rel for rel, _ in plan.shard_items(s)[start : start + batch_size]]
+        for s in todo
+        for start in range(0, len(plan.shard_items(s)), batch_size)
+    ]
     pending: Future | None = None
     commits: list[Future] = []
     try:
         with (
+            closing(_results_by_batch(extract, batches)) as extracted,
             ThreadPoolExecutor(1, "index-rows") as worker,
             ThreadPoolExecutor(1, "index-commit") as committer,
         ):
-            for shard in (s for s in shards if s not in done_shards):
+            for shard in todo:
                 builder = _ShardBuilder()
                 items = plan.shard_items(shard)
                 for start in range(0, len(items), batch_size):
@@ -114,7 +137,7 @@ def run_shards(
                         _wait(pending, *commits)
                         return False, done, total
                     batch = items[start : start + batch_size]
-                    results = _extract_each(extract, [data_root / rel for rel, _ in batch])
+                    results = next(extracted)
                     _wait(pending, *[c for c in commits if c.done()])
                     pending = worker.submit(builder.add_batch, data_root, batch, results)
                     done += len(batch)
@@ -143,6 +166,32 @@ def _wait(*tasks: Future | None) -> None:
     for task in tasks:
         if task is not None:
             task.result()
+
+
+def _results_by_batch(extract: Extractor, batches: list[list[Path]]) -> Iterator[list[Any]]:
+    """One list of results per batch of paths, in order: from the extractor's stream when it
+    has one (all paths at once), else one call per batch."""
+    if not isinstance(extract, StreamingExtractor):
+        for paths in batches:
+            yield _extract_each(extract, paths)
+        return
+    stream = iter(extract.stream([p for paths in batches for p in paths]))
+    try:
+        for number, paths in enumerate(batches):
+            try:
+                results = list(islice(stream, len(paths)))
+            except Exception as err:  # noqa: BLE001 - the rest goes batch by batch instead
+                LOG.warning("extractor stream failed (%s); continuing batch by batch", err)
+                for rest in batches[number:]:
+                    yield _extract_each(extract, rest)
+                return
+            if len(results) != len(paths):
+                raise ValueError(
+                    f"extractor stream ended after {len(results)} of {len(paths)} images"
+                )
+            yield results
+    finally:
+        getattr(stream, "close", lambda: None)()  # stops its workers when the build stops early
 
 
 def _extract_each(extract: Extractor, paths: list[Path]) -> list[Any]:

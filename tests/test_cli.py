@@ -276,3 +276,61 @@ def test_hsg_serve_exits_2_with_one_line_on_bad_input(tmp_path, run_hsg, monkeyp
     bad.write_bytes(b"junk")
     assert_one_line_error(*run_hsg("serve", "--checkpoint", bad)[::2], f"{bad}: ")
     assert_one_line_error(*run_hsg("serve", "--auth-file", tmp_path / "missing")[::2], "missing")
+
+
+def test_index_build_with_workers_equals_the_default_build(tiny_checkpoint, tmp_path, run_hsg):
+    import pytest
+
+    from tests.index.conftest import index_content
+
+    ckpt, images = tiny_checkpoint
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted(images.glob("*.png")):
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.jpg").write_text("not an image")
+    manifests = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"idx{workers}"
+        argv = ("index", "build", data, "--checkpoint", ckpt, "--out", out, "--workers", workers)
+        code, stdout, err = run_hsg(*argv)
+        assert code == 0, err
+        manifests.append(json.loads(stdout))
+    assert manifests[0]["counts"] == manifests[1]["counts"]
+    assert manifests[0]["skipped"] == manifests[1]["skipped"]
+    assert "not an image" in manifests[1]["skipped"][0]["error"]
+    meta_a, vectors_a, _ = index_content(tmp_path / "idx0")
+    meta_b, vectors_b, _ = index_content(tmp_path / "idx2")
+    assert meta_a.equals(meta_b)
+    np.testing.assert_allclose(vectors_a, vectors_b, atol=1e-5)
+    with pytest.raises(SystemExit):
+        cli.main(
+            [
+                "index",
+                "build",
+                str(data),
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                "x",
+                "--workers",
+                "-1",
+            ]
+        )
+
+
+def test_train_workers_sets_the_data_loader_workers(tmp_path, monkeypatch, run_hsg):
+    import hsg_core.train
+
+    seen = []
+
+    def fake_train(cfg, data, out, **kwargs):
+        seen.append(cfg.data.num_workers)
+        return tmp_path / "checkpoint.pt"
+
+    monkeypatch.setattr(hsg_core.train, "train", fake_train)
+    for extra, want in (((), 0), (("--workers", "2"), 2)):
+        argv = ("train", "--config", "tiny", "--data", tmp_path, "--out", tmp_path / "run", *extra)
+        code, _, err = run_hsg(*argv)
+        assert code == 0, err
+        assert seen.pop() == want

@@ -66,6 +66,14 @@ class OversegCache:
         )
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Pickled without its lock (DataLoader workers started by spawn get a copy)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def key(self, image: np.ndarray, cfg, kind: str = "labels") -> str:
         """Content hash of the image with what the entry depends on: every parameter for label
         maps, the method alone for edge maps."""

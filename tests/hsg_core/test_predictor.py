@@ -286,3 +286,38 @@ def test_inference_uses_the_configured_kmeans_grid_rule(monkeypatch):
         make_shapes_image(np.random.default_rng(1), 40, 50)
     )
     assert rules == [((3, 3), "original")]
+
+
+def assert_same_prediction(got, want, atol: float = 1e-5) -> None:
+    """Identical hierarchies (label maps, parents, areas, boxes), descriptors equal within atol."""
+    assert got.num_levels == want.num_levels and got.image_size == want.image_size
+    for a, b in zip(got.levels, want.levels):
+        assert np.array_equal(a.label_map, b.label_map) and np.array_equal(a.parents, b.parents)
+        assert np.array_equal(a.areas, b.areas) and np.array_equal(a.boxes, b.boxes)
+        np.testing.assert_allclose(a.embeddings, b.embeddings, atol=atol)
+
+
+BATCH_SIZES = [(50, 130), (90, 120), (72, 60), (90, 120), (120, 160)]  # three of one work size
+
+
+# ViT and the transformers hierarchy: identical. (A CNN's oneDNN convolutions differ by ~1e-6 with
+# the batch size; in the contour tree's finest cut, altitude 0, that can move a few basin pixels.)
+@pytest.mark.parametrize("which", ["predictor", "vit_contour_predictor"])
+def test_predict_batch_equals_predict_image_by_image(which, request, monkeypatch):
+    model = request.getfixturevalue(which)
+    rng = np.random.default_rng(11)
+    images = [make_shapes_image(rng, h, w) for h, w in BATCH_SIZES]
+    forwards = []
+    real = model._grids
+    monkeypatch.setattr(model, "_grids", lambda works: forwards.append(works.shape) or real(works))
+    batched = model.predict_batch(images)
+    # one forward per working size (longer side <= 96): 37x96, 72x96 (three images), 72x60
+    assert sorted(s[0] for s in forwards) == [1, 1, 3] and len(batched) == len(images)
+    for image, got in zip(images, batched):
+        assert_same_prediction(got, model.predict(image))
+    assert model.predict_batch([]) == []
+
+
+def test_predict_batch_keeps_the_error_of_a_bad_image_clear(predictor):
+    with pytest.raises(ValueError, match="expected an HxWx3 RGB array"):
+        predictor.predict_batch([np.zeros((20, 30, 3), np.uint8), np.zeros((5, 5, 2), np.uint8)])

@@ -486,3 +486,66 @@ def test_a_vector_that_is_not_a_finite_unit_vector_is_refused_at_commit(
     ):
         build(data, out, checkpoint)
     assert not (out / "manifest.json").exists()
+
+
+class StreamingSynthetic:
+    """`SyntheticExtractor` as a `StreamingExtractor`: every path up front, results in order; the
+    stream raises at path number `fail_at` (a worker that died)."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.inner = SyntheticExtractor()
+        self.fail_at = fail_at
+        self.streamed: list[int] = []  # paths given to each stream
+        self.yielded = 0
+        self.closed = False
+
+    def __call__(self, paths: list[Path]) -> list:
+        return self.inner(paths)
+
+    def stream(self, paths):
+        self.streamed.append(len(paths))
+        try:
+            for number, path in enumerate(paths):
+                if number == self.fail_at:
+                    raise RuntimeError("worker died")
+                self.yielded += 1
+                yield self.inner.predict(path)
+        finally:
+            self.closed = True
+
+
+def test_a_streaming_extractor_gets_every_path_once_and_builds_the_same_index(
+    tmp_path, data, reference, checkpoint, read_content
+):
+    extractor = StreamingSynthetic()
+    build(data, tmp_path / "out", checkpoint, extractor)
+    assert extractor.streamed == [len(NAMES)] and extractor.inner.calls == 0
+    assert extractor.closed
+    assert_same_index(read_content, reference, tmp_path / "out")
+
+
+def test_a_stream_that_fails_continues_batch_by_batch(
+    tmp_path, data, reference, checkpoint, read_content, caplog
+):
+    extractor = StreamingSynthetic(fail_at=7)
+    caplog.set_level(logging.WARNING, logger="index")
+    build(data, tmp_path / "out", checkpoint, extractor)
+    # batches of 2: paths 0..5 streamed, the batch of 6 and 7 and the rest by calls
+    assert extractor.yielded == 7 and extractor.inner.calls == (len(NAMES) - 6) // 2
+    assert any("extractor stream failed (worker died)" in r.getMessage() for r in caplog.records)
+    assert_same_index(read_content, reference, tmp_path / "out")
+
+
+def test_a_stop_request_closes_the_stream_and_the_build_resumes(
+    tmp_path, data, reference, checkpoint, read_content
+):
+    extractor = StreamingSynthetic()
+    polls = iter(range(100))
+    status = build(
+        data, tmp_path / "out", checkpoint, extractor, should_stop=lambda: next(polls) >= 5
+    )
+    assert status["status"] == "stopped" and extractor.closed and extractor.yielded < len(NAMES)
+    resumed = StreamingSynthetic()
+    assert build(data, tmp_path / "out", checkpoint, resumed)["status"] == "complete"
+    assert resumed.streamed == [len(NAMES) - 8]  # shards 0 and 1 (4 images each) committed
+    assert_same_index(read_content, reference, tmp_path / "out")
