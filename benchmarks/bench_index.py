@@ -5,6 +5,10 @@
     PYTHONPATH=. python benchmarks/bench_index.py --open-only --out benchmarks/results/index_open.json
     PYTHONPATH=. python benchmarks/bench_index.py --scale --sizes 1000000 \
         --factories IVF1024,Flat IVF1024,SQ8 IVF1024,PQ32 --out benchmarks/results/index_scale.json
+    PYTHONPATH=. python benchmarks/bench_index.py --merge --in-memory --sizes 1000000 \
+        --out benchmarks/results/index_merge.json
+    PYTHONPATH=. python benchmarks/bench_index.py --merge --sizes 10000000 \
+        --out benchmarks/results/index_merge_1e7.json
 
 Query latency: single queries, k=20, with a level filter, through `SegmentIndex.search`
 (selector search + Hit construction), faiss on `--threads` CPU threads, for each size, exact
@@ -23,6 +27,12 @@ RSS right after open, recall@10 of level-filtered searches against exact numpy s
 stored vectors, and click->results p50/p95 of the explorer's own query path (`app.query_hits`:
 k=8 per level, one hit per image, then `region_mask` of every shown hit; image decoding and
 cropping are bench_app's part), plus disk bytes per region.
+
+Merge (`--merge`, issue 14 item 3): the shards of a pending sharded build of synthetic regions
+(`--shard-images` images of 100 regions per shard, automatic factory) are committed in a fresh
+process, which reports the merge time, its RSS before the merge and its peak RSS (VmHWM), next to
+the size of one shard (file, and decoded by pyarrow); with `--in-memory` the same shards are also
+committed by the in-memory merge (the one before item 3) in another fresh process.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ from index.factory import FLAT, choose_factory, ivf_factory
 from index.ids import region_ids
 from index.records import RegionRows, prediction_rows, rows_to_table
 from index.rle import encode_mask
-from index.shards import Plan, write_plan, write_shard
+from index.shards import Plan, read_plan, read_shard, write_plan, write_shard
 from index.synthetic import cluster_centers, clustered_unit_vectors, synthetic_prediction
 
 REGIONS_PER_LEVEL = (64, 24, 8, 4)  # 100 regions per image
@@ -168,13 +178,30 @@ def synthetic_index(
     Returns:
         Time of the commit (seconds).
     """
+    plan = synthetic_shards(out_dir, num_regions, factory, templates=templates, data_root=data_root)
+    start = time.perf_counter()
+    commit_job(out_dir, plan, factory)
+    return time.perf_counter() - start
+
+
+def synthetic_shards(
+    out_dir: Path,
+    num_regions: int,
+    factory: str | None,
+    *,
+    templates: list[RegionRows] | None = None,
+    data_root: Path | None = None,
+    shard_images: int = SHARD_IMAGES,
+) -> Plan:
+    """Writes the plan and the shards of a pending build of synthetic regions (arguments as
+    `synthetic_index`; `shard_images` images of sum(REGIONS_PER_LEVEL) regions per shard)."""
     templates = templates or [stand_in_rows()]
     num_images = num_regions // sum(REGIONS_PER_LEVEL)
     plan = Plan(
         kind="build",
         checkpoint_hash="bench",
         data_root=str(data_root or out_dir),
-        shard_images=SHARD_IMAGES,
+        shard_images=shard_images,
         factory=factory,
         images=[[image_name(s), s] for s in range(num_images)],
         next_slot=num_images,
@@ -183,16 +210,14 @@ def synthetic_index(
     centers = cluster_centers(CENTERS, DIM, seed=0)
     rng = np.random.default_rng(1)
     for shard in range(plan.num_shards):
-        slots = range(shard * SHARD_IMAGES, min((shard + 1) * SHARD_IMAGES, num_images))
+        slots = range(shard * shard_images, min((shard + 1) * shard_images, num_images))
         records = [
             {"image": image_name(s), "hash": "0" * 64, "slot": s, "status": "ok", "error": None}
             for s in slots
         ]
         table = synthetic_shard(slots, templates, centers, rng)
         write_shard(out_dir, shard, table, records, "bench")
-    start = time.perf_counter()
-    commit_job(out_dir, plan, factory)
-    return time.perf_counter() - start
+    return plan
 
 
 def query_latency(index: SegmentIndex, queries: np.ndarray, levels: np.ndarray, **kwargs) -> dict:
@@ -420,6 +445,100 @@ def bench_scale(
     return results
 
 
+_MERGE_CHILD = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from benchmarks.bench_index import merge_child
+print(json.dumps(merge_child(Path({out!r}), {streamed!r}, {threads})))
+"""
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (VmHWM), bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def merge_child(out: Path, streamed: bool, threads: int) -> dict:
+    """Run in a fresh process: commits the pending build of `out`, streamed or in memory (the
+    merge before issue 14 item 3); its time, the RSS before it and the peak RSS."""
+    import index.commit as commit
+
+    faiss.omp_set_num_threads(threads)
+    streamed_commit, results = commit.streamed_commit, []
+
+    def merge_streamed(*args):  # None: the commit fell back to the in-memory path (Flat)
+        results.append(streamed_commit(*args) if streamed else None)
+        return results[-1]
+
+    commit.streamed_commit = merge_streamed
+    plan = read_plan(out)
+    before = rss_bytes()
+    start = time.perf_counter()
+    manifest = commit.commit_job(out, plan, plan.factory)
+    return {
+        "merge": "in_memory" if results == [None] else "streamed",
+        "factory": manifest["factory"],
+        "merge_seconds": round(time.perf_counter() - start, 1),
+        "rss_before_merge_bytes": before,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+
+
+def bench_merge(
+    work: Path, num_regions: int, shard_images: int, threads: int, in_memory: bool
+) -> list[dict]:
+    """Peak RSS of the merge of a sharded build of `num_regions` synthetic regions (automatic
+    factory) against the size of one shard: streamed, and (with `in_memory`) the merge before
+    issue 14 item 3, each in a fresh process over the same shards."""
+    out = work / f"merge_n{num_regions}"
+    plan = synthetic_shards(out, num_regions, None, shard_images=shard_images)
+    shard_files = sorted((out / "pending").glob("shard_*.parquet"))
+    largest = max(shard_files, key=lambda path: path.stat().st_size)
+    table, _ = read_shard(out, int(largest.stem.split("_")[1]), "bench")
+    shard = {
+        "regions": num_regions,
+        "shards": plan.num_shards,
+        "regions_per_shard": shard_images * sum(REGIONS_PER_LEVEL),
+        "shard_file_bytes": largest.stat().st_size,
+        "shard_in_memory_bytes": table.nbytes,
+        "all_shards_bytes": sum(path.stat().st_size for path in shard_files),
+    }
+    del table
+    kept = work / "pending_copy"
+    if in_memory:
+        shutil.copytree(out / "pending", kept)
+    results = []
+    for streamed in (True, False) if in_memory else (True,):
+        if not streamed:
+            shutil.rmtree(out)
+            out.mkdir()
+            shutil.move(kept, out / "pending")
+        code = _MERGE_CHILD.format(
+            root=str(Path(__file__).resolve().parents[1]),
+            out=str(out),
+            streamed=streamed,
+            threads=threads,
+        )
+        child = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        row = {**shard, **json.loads(child.stdout.strip().splitlines()[-1])}
+        manifest = json.loads((out / "manifest.json").read_text())
+        row["index_bytes"] = sum(entry["bytes"] for entry in manifest["files"].values())
+        row["peak_over_shard_file"] = round(row["peak_rss_bytes"] / row["shard_file_bytes"], 2)
+        row["peak_increase_over_shard_file"] = round(
+            (row["peak_rss_bytes"] - row["rss_before_merge_bytes"]) / row["shard_file_bytes"], 2
+        )
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    shutil.rmtree(out)
+    return results
+
+
 def bench_build(work: Path, num_images: int, forward_ms: list[float]) -> dict:
     """Build throughput with ~100 regions per image: index-side capacity (zero-cost extractor), and
     with simulated forward passes of `forward_ms` per image (sleeping: they release the GIL,
@@ -519,6 +638,19 @@ def main(argv: list[str] | None = None) -> None:
         help="open time, RSS after open, recall@10 and click latency at each of --sizes",
     )
     parser.add_argument("--factories", nargs="+", default=None, help="factories for --scale")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="peak RSS of the merge of a sharded build at each of --sizes vs one shard's size",
+    )
+    parser.add_argument(
+        "--shard-images", type=int, default=SHARD_IMAGES, help="images per shard (--merge)"
+    )
+    parser.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="--merge: also run the in-memory merge (holds the whole index) on the same shards",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="opens timed per case (--open-only)")
     parser.add_argument(
         "--work", type=Path, default=None, help="scratch folder (default: a temp folder)"
@@ -551,6 +683,25 @@ def main(argv: list[str] | None = None) -> None:
                         args.factories or [choose_factory(size)],
                         args.queries,
                         args.threads,
+                    )
+                ],
+            }
+            return _write_report(args.out, report, started)
+        if args.merge:
+            report = {
+                "machine": machine_info(),
+                "settings": {
+                    "dim": DIM,
+                    "threads": args.threads,
+                    "regions_per_level": REGIONS_PER_LEVEL,
+                    "shard_images": args.shard_images,
+                },
+                "command": "benchmarks/bench_index.py " + " ".join(argv or sys.argv[1:]),
+                "merge": [
+                    row
+                    for size in args.sizes
+                    for row in bench_merge(
+                        work, size, args.shard_images, args.threads, args.in_memory
                     )
                 ],
             }

@@ -30,6 +30,7 @@ from .io import (
     write_data_file,
     write_json,
 )
+from .merge import streamed_commit
 from .records import METADATA_SCHEMA, split_vectors
 from .shards import Plan, committed_shards, pending_dir, read_shard, remove_pending, shard_path
 
@@ -38,6 +39,10 @@ LOG = logging.getLogger(__name__)
 
 def commit_job(out_dir: Path, plan: Plan, factory: str | None) -> dict:
     """Assembles base generation + shards, writes the new generation, commits its manifest.
+
+    When the new index is IVF, the generation is written streamed (`merge.streamed_commit`: one
+    batch of rows and one block of IVF lists in memory at a time); a Flat index (the automatic
+    choice up to `factory.FLAT_MAX_VECTORS` vectors, so small) is assembled in memory.
 
     Args:
         out_dir: index folder.
@@ -54,6 +59,25 @@ def commit_job(out_dir: Path, plan: Plan, factory: str | None) -> dict:
             f"{pending_dir(out_dir)}: {len(missing)} shard(s) not committed yet ({names}"
             f"{', ...' if len(missing) > 5 else ''}); finish every rank first"
         )
+    streamed = streamed_commit(out_dir, plan, factory)
+    if streamed is not None:
+        skipped = list(plan.carried_skipped) + streamed.skipped
+        base = read_manifest(out_dir) if plan.base_generation is not None else None
+        manifest = _manifest(base, plan, streamed.files, streamed.per_level, skipped)
+        manifest.update(
+            dim=streamed.dim,
+            nprobe=streamed.nprobe,
+            rerank=streamed.rerank,
+            factory=streamed.factory,
+            factory_auto=streamed.auto,
+        )
+        manifest["counts"]["images"] = streamed.images
+        return _commit_manifest(out_dir, manifest)
+    return _commit_in_memory(out_dir, plan, factory)
+
+
+def _commit_in_memory(out_dir: Path, plan: Plan, factory: str | None) -> dict:
+    """`commit_job` with every row of the base and the shards in memory at once."""
     table, vectors, records = _read_shards(out_dir, plan)
     base, base_ids = None, None
     if plan.base_generation is not None:
@@ -77,6 +101,11 @@ def commit_job(out_dir: Path, plan: Plan, factory: str | None) -> dict:
     check_faiss(index, ids, Path(out_dir))
     manifest = _write_generation(out_dir, base, plan, table, vectors, index, skipped)
     manifest.update(factory=factory_used, factory_auto=auto)
+    return _commit_manifest(out_dir, manifest)
+
+
+def _commit_manifest(out_dir: Path, manifest: dict) -> dict:
+    """Writes the manifest (the commit point), then deletes what the generation replaced."""
     write_json(Path(out_dir) / MANIFEST_NAME, manifest)
     remove_unreferenced(out_dir, {entry["name"] for entry in manifest["files"].values()})
     remove_pending(out_dir)
@@ -183,27 +212,34 @@ def _write_generation(
         kind: write_data_file(Path(out_dir) / names[kind], kind, content[kind])
         for kind in DATA_FILES
     }
-    levels = table.column("level").to_numpy()
+    per_level = np.bincount(table.column("level").to_numpy()).tolist()
+    manifest = _manifest(base, plan, files, per_level, skipped)
     ivf = ivf_of(index)
+    manifest.update(
+        dim=int(vectors.shape[1]),
+        nprobe=int(ivf.nprobe) if ivf is not None else None,
+        rerank=needs_rerank(index),
+    )
+    manifest["counts"]["images"] = len(pc.unique(table.column("image")))
+    return manifest
+
+
+def _manifest(
+    base: dict | None, plan: Plan, files: dict, per_level: list[int], skipped: list[dict]
+) -> dict:
+    """The manifest of the generation after `base` (None for a build) made of `files`; the caller
+    adds "dim", "nprobe", "rerank", the factory and the image count."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return {
         **manifest_header(),
-        "generation": generation,
+        "generation": 1 if base is None else base["generation"] + 1,
         "job_id": plan.job_id,
         "checkpoint_hash": plan.checkpoint_hash,
         "data_root": plan.data_root,
-        "dim": int(vectors.shape[1]),
-        "num_levels": int(levels.max()) + 1,
+        "num_levels": len(per_level),
         "metric": "inner_product",
-        "nprobe": int(ivf.nprobe) if ivf is not None else None,
-        "rerank": needs_rerank(index),
         "id_layout": {"level_shift": LEVEL_SHIFT, "slot_shift": SLOT_SHIFT},
-        "counts": {
-            "images": len(pc.unique(table.column("image"))),
-            "regions": table.num_rows,
-            "per_level": np.bincount(levels).tolist(),
-            "skipped": len(skipped),
-        },
+        "counts": {"regions": int(sum(per_level)), "per_level": per_level, "skipped": len(skipped)},
         "next_slot": plan.next_slot,
         "skipped": sorted(skipped, key=lambda r: r["image"]),
         "files": files,

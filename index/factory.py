@@ -34,7 +34,7 @@ FLAT_MAX_VECTORS = 200_000
 COMPRESSED_MIN_VECTORS = 1_000_000  # more vectors than this: compressed codes (+ exact re-rank)
 COMPRESSED_CODE = "SQ8"  # chosen over PQ32 by recall@10, see the module docstring
 FLAT = "Flat"
-_ADD_CHUNK = 65_536
+ADD_CHUNK = 65_536  # vectors per add_with_ids call (the streamed commit adds in the same chunks)
 _TRAIN_POINTS_PER_LIST = 40
 _SAMPLE_SEED = 0
 _PROBE_DIM = 64  # `check_factory` builds an empty index of this many dimensions
@@ -138,19 +138,34 @@ def build_faiss_index(vectors: np.ndarray, ids: np.ndarray, factory: str) -> fai
 
 
 def train_ivf(ivf: faiss.IndexIVF, vectors: np.ndarray) -> None:
-    """Trains the coarse quantizer (and codes) with faiss k-means on a fixed random sample.
+    """Trains the coarse quantizer (and codes) with faiss k-means on the rows `training_rows`
+    picks from `vectors` ([N, D] float32)."""
+    rows = training_rows(vectors.shape[0], ivf.nlist)
+    train_on_sample(ivf, np.ascontiguousarray(vectors[rows], dtype=np.float32))
+
+
+def training_rows(num_vectors: int, nlist: int) -> np.ndarray:
+    """[M] sorted int64 rows (of N in id order) that train `nlist` lists: a fixed random sample
+    of `_TRAIN_POINTS_PER_LIST` per list (at least 10^4), the same for any way the rows are read.
+
+    Raises:
+        ValueError: fewer vectors than lists.
+    """
+    if num_vectors < nlist:
+        raise ValueError(
+            f"{num_vectors} vectors cannot train {nlist} IVF lists; "
+            f"use fewer lists or the {FLAT!r} factory"
+        )
+    wanted = max(nlist * _TRAIN_POINTS_PER_LIST, 10_000)
+    rng = np.random.default_rng(_SAMPLE_SEED)
+    return np.sort(rng.choice(num_vectors, min(wanted, num_vectors), replace=False))
+
+
+def train_on_sample(ivf: faiss.IndexIVF, sample: np.ndarray) -> None:
+    """Trains `ivf` on `sample` ([M, D] float32, contiguous) with faiss k-means.
 
     Uses the GPUs for training when faiss has any; the trained index stays on the CPU.
     """
-    wanted = max(ivf.nlist * _TRAIN_POINTS_PER_LIST, 10_000)
-    if vectors.shape[0] < ivf.nlist:
-        raise ValueError(
-            f"{vectors.shape[0]} vectors cannot train {ivf.nlist} IVF lists; "
-            f"use fewer lists or the {FLAT!r} factory"
-        )
-    rng = np.random.default_rng(_SAMPLE_SEED)
-    rows = np.sort(rng.choice(vectors.shape[0], min(wanted, vectors.shape[0]), replace=False))
-    sample = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     LOG.info("training %d IVF lists on %d vectors", ivf.nlist, sample.shape[0])
     if faiss.get_num_gpus() > 0:
         clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(ivf.d))
@@ -163,10 +178,10 @@ def train_ivf(ivf: faiss.IndexIVF, vectors: np.ndarray) -> None:
 
 def add_vectors(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray) -> None:
     """`add_with_ids` in chunks, so only one chunk is copied at a time."""
-    for start in range(0, vectors.shape[0], _ADD_CHUNK):
-        chunk = np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32)
+    for start in range(0, vectors.shape[0], ADD_CHUNK):
+        chunk = np.ascontiguousarray(vectors[start : start + ADD_CHUNK], dtype=np.float32)
         index.add_with_ids(
-            chunk, np.ascontiguousarray(ids[start : start + _ADD_CHUNK], dtype=np.int64)
+            chunk, np.ascontiguousarray(ids[start : start + ADD_CHUNK], dtype=np.int64)
         )
 
 

@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import faiss
 import numpy as np
@@ -102,6 +102,19 @@ def _write_npy(vectors: np.ndarray, path: Path) -> None:
         np.save(handle, np.ascontiguousarray(vectors, dtype=np.float32))
 
 
+def write_npy_header(handle: BinaryIO, rows: int, dim: int) -> None:
+    """The header `np.save` writes for [rows, dim] float32; the rows follow as raw bytes."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
+    np.lib.format.write_array_header_1_0(handle, {**header, "shape": (rows, dim)})
+
+
+def metadata_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer with the options of a generation's metadata file (zstd, page CRCs); write
+    it tables of `METADATA_ROW_GROUP` rows (the last one shorter) to get the file
+    `write_data_file` writes for the same rows."""
+    return pq.ParquetWriter(path, schema, compression="zstd", write_page_checksum=True)
+
+
 def write_data_file(path: Path, kind: str, content: Any) -> dict:
     """Atomic write of one data file of a generation, hashed before it is renamed into place.
 
@@ -118,10 +131,21 @@ def write_data_file(path: Path, kind: str, content: Any) -> dict:
         "metadata": lambda tmp: _write_parquet(content, tmp, "zstd", METADATA_ROW_GROUP),
         "vectors": lambda tmp: _write_npy(content, tmp),
     }
+    return _write_hashed(path, writers[kind])
+
+
+def move_data_file(source: Path, path: Path) -> dict:
+    """Moves a data file written elsewhere on the same file system into place (atomically, as
+    `write_data_file`); returns its manifest entry."""
+    return _write_hashed(path, lambda tmp: os.replace(source, tmp))
+
+
+def _write_hashed(path: Path, write: Callable[[Path], object]) -> dict:
+    """`atomic_write_path` with the sha256 of the temp file taken before the rename."""
     digest: list[str] = []
 
     def write_then_hash(tmp: Path) -> None:
-        writers[kind](tmp)
+        write(tmp)
         digest.append(file_sha256(tmp))
 
     size = atomic_write_path(path, write_then_hash)
@@ -286,6 +310,16 @@ def read_row_group_column(parquet: pq.ParquetFile, path: Path, group: int, colum
         raise IndexFormatError(f"{path}: corrupt Parquet file ({err})") from err
 
 
+def read_row_group(
+    parquet: pq.ParquetFile, path: Path, group: int, columns: list[str] | None
+) -> pa.Table:
+    """`columns` (None: all) of one row group, naming the file in any error."""
+    try:
+        return parquet.read_row_group(group, columns=columns)
+    except (OSError, pa.ArrowException) as err:
+        raise IndexFormatError(f"{path}: corrupt Parquet file ({err})") from err
+
+
 def read_vectors(path: Path, mmap: bool) -> np.ndarray:
     """Reads the [N, D] float32 vector file (memory-mapped read-only when `mmap`)."""
     try:
@@ -297,6 +331,36 @@ def read_vectors(path: Path, mmap: bool) -> np.ndarray:
             f"{path}: expected [N, D] float32 vectors, got {vectors.dtype}{vectors.shape}"
         )
     return vectors
+
+
+def read_vector_rows(path: Path, start: int, stop: int) -> np.ndarray:
+    """[stop - start, D] float32 rows of a vector file, read with pread (no mapping stays resident).
+
+    Raises:
+        IndexFormatError: not an [N, D] float32 file, or rows outside it.
+    """
+    try:
+        with open(path, "rb") as handle:
+            read_header = {
+                (1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0,
+            }[np.lib.format.read_magic(handle)]
+            shape, fortran, dtype = read_header(handle)
+            offset = handle.tell()
+            if (
+                len(shape) != 2
+                or fortran
+                or dtype != np.float32
+                or not 0 <= start <= stop <= shape[0]
+            ):
+                raise ValueError(f"rows {start}:{stop} of {dtype}{shape}")
+            width = shape[1] * 4
+            data = os.pread(handle.fileno(), (stop - start) * width, offset + start * width)
+    except (OSError, ValueError, KeyError) as err:
+        raise IndexFormatError(f"{path}: corrupt vector file ({err})") from err
+    if len(data) != (stop - start) * width:
+        raise IndexFormatError(f"{path}: vector file is truncated")
+    return np.frombuffer(data, np.float32).reshape(stop - start, shape[1]).copy()
 
 
 def remove_unreferenced(index_dir: Path, keep: set[str]) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hsg_files import atomic_write_path
+from hsg_files import atomic_write_path, file_sha256
 
 from .checks import bytes_sha256, check_sha256
 from .errors import CheckpointMismatchError, IndexFormatError
@@ -31,6 +31,7 @@ from .io import check_checkpoint, read_json, write_json
 PENDING_DIR = "pending"
 PLAN_NAME = "plan.json"
 _SHARD_KEY = b"hsg_shard"
+_REEXTRACT = "delete it and rerun the job to extract its images again"
 PLAN_FORMAT_VERSION = 1  # the plan's own version (the index manifest has FORMAT_VERSION)
 
 
@@ -196,23 +197,46 @@ def read_shard(out_dir: Path, shard: int, checkpoint_hash: str) -> tuple[pa.Tabl
         data = path.read_bytes()
     except (OSError, UnicodeDecodeError) as err:
         raise IndexFormatError(f"{path}: shard or its checksum is unreadable ({err})") from err
-    check_sha256(
-        path,
-        bytes_sha256(data),
-        recorded,
-        "shard file",
-        "delete it and rerun the job to extract its images again",
-    )
+    check_sha256(path, bytes_sha256(data), recorded, "shard file", _REEXTRACT)
     try:
         table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
     except (OSError, pa.ArrowException) as err:
         raise IndexFormatError(f"{path}: corrupt Parquet file ({err})") from err
-    raw = (table.schema.metadata or {}).get(_SHARD_KEY)
+    images = _shard_images(table.schema.metadata, path, checkpoint_hash)
+    return table.replace_schema_metadata(None), images
+
+
+def open_shard(
+    out_dir: Path, shard: int, checkpoint_hash: str
+) -> tuple[pq.ParquetFile, list[dict]]:
+    """A committed shard opened to be read in batches (`pq.ParquetFile.iter_batches`), and its
+    image records, once its bytes (hashed in blocks, never held) match its sha256.
+
+    Raises:
+        IndexFormatError: as `read_shard`.
+    """
+    path = shard_path(out_dir, shard)
+    try:
+        recorded = checksum_path(out_dir, shard).read_text(encoding="ascii").strip()
+        digest = file_sha256(path)
+    except (OSError, UnicodeDecodeError) as err:
+        raise IndexFormatError(f"{path}: shard or its checksum is unreadable ({err})") from err
+    check_sha256(path, digest, recorded, "shard file", _REEXTRACT)
+    try:
+        parquet = pq.ParquetFile(path, buffer_size=1 << 20, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as err:
+        raise IndexFormatError(f"{path}: corrupt Parquet file ({err})") from err
+    return parquet, _shard_images(parquet.schema_arrow.metadata, path, checkpoint_hash)
+
+
+def _shard_images(metadata: dict | None, path: Path, checkpoint_hash: str) -> list[dict]:
+    """The image records in a shard's schema metadata, once its checkpoint is checked."""
+    raw = (metadata or {}).get(_SHARD_KEY)
     if raw is None:
         raise IndexFormatError(f"{path}: not a shard file (no shard metadata)")
     info = json.loads(raw)
     check_checkpoint(info["checkpoint_hash"], checkpoint_hash, path)
-    return table.replace_schema_metadata(None), info["images"]
+    return info["images"]
 
 
 def remove_pending(out_dir: Path) -> None:
