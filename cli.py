@@ -65,7 +65,6 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_segment(args: argparse.Namespace) -> None:
     from hsg_core.export import write_segmentation
-    from hsg_core.images import load_image
     from hsg_core.predictor import load_predictor
     from hsg_files import IMAGE_SUFFIXES, is_image_name
 
@@ -86,7 +85,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
     predictor = load_predictor(args.checkpoint, args.device)
     out = Path(args.out)
     for path in args.images:
-        image = load_image(path)
+        image = predictor.read_image(path)  # the input frame the explorer and index use
         try:
             prediction = predictor.predict(image)
         except ValueError as err:

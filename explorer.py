@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from hsg_core.images import check_rgb, downscale_to, load_image
+from hsg_core.images import check_rgb, load_image
 from hsg_core.types import Prediction
 from hsg_core.viz import (
     hierarchy_colours,
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from index import Hit, SegmentIndex
 
 MAX_EXAMPLES = 48  # example thumbnails shown from the data folder
-MAX_SIDE = 1024  # uploads are downscaled to this longer side before the model sees them
 MAX_BUILT_INDEXES = (
     4  # indexes built in the Index tab kept open (least recently searched closed; reopened on use)
 )
@@ -78,7 +77,7 @@ def require_image(session: Session, action: str) -> Prediction:
 # ----------------------------------------------------------------------------- open an image
 def set_image(predictor: HSGPredictor, image: np.ndarray, source: str = "") -> Session:
     """Run the model once on a new image; slider moves and clicks then only index this."""
-    image = downscale_to(check_rgb(image, "uploaded image"), MAX_SIDE)
+    image = predictor.fit_input(check_rgb(image, "uploaded image"))  # the predictor's input frame
     return Session(image=image, prediction=predictor.predict(image), source=source)
 
 
@@ -525,10 +524,10 @@ class Explorer:
 
 
 def index_extractor(predictor: HSGPredictor) -> Callable:
-    """The predictor as the index builder's extractor, reading images as uploads are read (MAX_SIDE)."""
+    """The predictor as the index builder's extractor, in its input frame (as uploads are read)."""
     from hsg_core.predictor import make_extractor
 
-    return make_extractor(predictor, MAX_SIDE)
+    return make_extractor(predictor)
 
 
 def open_upload(app: Explorer, image: str | Path | np.ndarray, index_path: str = "") -> Session:
@@ -538,7 +537,7 @@ def open_upload(app: Explorer, image: str | Path | np.ndarray, index_path: str =
     image_hash = ""
     if not isinstance(image, np.ndarray):
         image_hash = file_sha256(Path(image))
-        image = load_image(image, max_side=MAX_SIDE)
+        image = app.predictor.read_image(image)
     session = set_image(app.predictor, image)
     session.index_path, session.image_hash = index_path, image_hash
     session.source = indexed_name(app.index_of(session), image_hash)
@@ -559,7 +558,7 @@ def open_image(
     index = app.index_of(Session(index_path=index_path))
     if index is not None and Path(path).resolve().is_relative_to(index.data_root.resolve()):
         source = Path(path).resolve().relative_to(index.data_root.resolve()).as_posix()
-    new = set_image(app.predictor, load_image(path, max_side=MAX_SIDE), source=source)
+    new = set_image(app.predictor, app.predictor.read_image(path), source=source)
     new.index_path, new.image_hash = index_path, file_sha256(Path(path))
     return new
 

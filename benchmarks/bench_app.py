@@ -102,7 +102,7 @@ def seconds(fn, *args, **kwargs) -> float:
 def plan_calls(explorer: ex.Explorer, image: Path, repeats: int) -> list[tuple[int, ...]]:
     """`repeats` + 1 (warm-up) rounds of (slider level, click x, click y, click level)."""
     rng = np.random.default_rng(0)
-    h, w = ex.load_image(image, max_side=ex.MAX_SIDE).shape[:2]
+    h, w = explorer.predictor.read_image(image).shape[:2]
     levels = explorer.predictor.num_levels
     return [
         (i % levels, int(rng.integers(0, w)), int(rng.integers(0, h)), int(rng.integers(0, levels)))
@@ -155,7 +155,7 @@ def http_round_trips(explorer: ex.Explorer, image: Path, calls: list) -> dict:
 def server_side(explorer: ex.Explorer, image: Path, calls: list) -> dict:
     """In-process times of the handlers behind /render and /click_xy, on a session of `image`."""
     index = explorer.index
-    session = ex.set_image(explorer.predictor, ex.load_image(image, max_side=ex.MAX_SIDE))
+    session = ex.set_image(explorer.predictor, explorer.predictor.read_image(image))
     names = ("slider", "click_to_gallery", "query", "hit_tiles", "click_event")
     samples: dict[str, list[float]] = {name: [] for name in names}
     retrieval = {"k": K, "every_level": False, "one_per_image": ONE_PER_IMAGE}

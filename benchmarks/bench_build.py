@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import explorer as ex  # noqa: E402
 import serve_options  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from hsg_core.extract_pipeline import PipelinedExtractor  # noqa: E402
@@ -106,11 +105,9 @@ def run_workers(
     """One fresh build with `workers`: (images/s and the per-stage table, results by path when
     today's path ran, else {})."""
     extractor = (
-        TimedPerImage(predictor, ex.MAX_SIDE)
+        TimedPerImage(predictor, predictor.input_side)
         if workers == 0
-        else PipelinedExtractor(
-            predictor, workers=workers, batch_size=batch_size, max_side=ex.MAX_SIDE
-        )
+        else PipelinedExtractor(predictor, workers=workers, batch_size=batch_size)
     )
     load = os.getloadavg()
     seconds, info = timed_build(data, extractor, predictor.checkpoint_hash, batch_size)
@@ -154,7 +151,7 @@ def first_images(source: Path, limit: int, folder: Path) -> Path:
 def workers_mode(args: argparse.Namespace, predictor: HSGPredictor) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         data = first_images(Path(args.data), args.limit, Path(tmp) / "images")
-        predictor.predict(load_image(list_images(data)[0], max_side=ex.MAX_SIDE))  # warm-up
+        predictor.predict(predictor.read_image(list_images(data)[0]))  # warm-up
         runs, results = [], {}
         for cycle in range(args.repeat):  # interleaved: a drifting load hits every setting alike
             for workers in args.workers:
@@ -208,17 +205,17 @@ def summarise(runs: list[dict], settings: list[int]) -> dict:
 
 def forward_mode(args: argparse.Namespace, predictor: HSGPredictor) -> dict:
     paths = list_images(args.data)
-    predictor.predict(load_image(paths[0], max_side=ex.MAX_SIDE))  # warm-up (weights, threads)
+    predictor.predict(predictor.read_image(paths[0]))  # warm-up (weights, threads)
     start = time.perf_counter()
     for path in paths:
-        predictor.predict(load_image(path, max_side=ex.MAX_SIDE))
+        predictor.predict(predictor.read_image(path))
     forward_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         info = build_index(
             Path(args.data),
             Path(tmp) / "idx",
-            make_extractor(predictor, ex.MAX_SIDE),
+            make_extractor(predictor),
             checkpoint_hash=predictor.checkpoint_hash,
             batch_size=4,
             progress=quiet,

@@ -79,19 +79,26 @@ class PipelinedExtractor:
         predictor: the model; its device decides where HED runs in the workers.
         workers: DataLoader worker processes (0: every stage in this process, still batched).
         batch_size: images per device window (one forward per working size among them).
-        max_side: > 0 downscales larger images on reading (the explorer's upload rule).
+        max_side: None reads images in the predictor's input frame (`predictor.input_side`, as the
+            explorer and the per-image path do); 0: full size.
 
     `stage_seconds` sums, over the images extracted, the time of each stage the predictions
     report (decode, edges or overseg, features, tree and levels or grouping); `images` counts them.
     """
 
     def __init__(
-        self, predictor: HSGPredictor, *, workers: int = 1, batch_size: int = 8, max_side: int = 0
+        self,
+        predictor: HSGPredictor,
+        *,
+        workers: int = 1,
+        batch_size: int = 8,
+        max_side: int | None = None,
     ) -> None:
         if workers < 0 or batch_size < 1:
             raise ValueError(f"need workers >= 0 and batch_size >= 1, got {workers}, {batch_size}")
         self.predictor, self.workers = predictor, workers
-        self.batch_size, self.max_side = batch_size, max_side
+        self.batch_size = batch_size
+        self.max_side = predictor.input_side if max_side is None else max_side
         self.stage_seconds: dict[str, float] = {}
         self.images = 0
 

@@ -36,7 +36,7 @@ from .checkpoint import (
 )
 from .contour_tree import ContourTree, ContourTreeParams
 from .hierarchy import build_prediction, resize_nearest, segment_chains
-from .images import ImageReadError, check_rgb, load_image
+from .images import ImageReadError, check_rgb, downscale_to, load_image
 from .model import HSG
 from .overseg import OversegCache
 from .prepare import Prepared, Preparer
@@ -67,12 +67,16 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+INPUT_SIDE = 1024  # the input frame: longer side at most this; label maps, boxes, masks live in it
+
+
 class HSGPredictor:
     def __init__(
         self,
         model: HSG,
         *,
         work_side: int | None = None,
+        input_side: int = INPUT_SIDE,
         checkpoint_hash: str = "",
         checkpoint_path: str = "",
         overseg_cache: OversegCache | None = None,
@@ -80,6 +84,7 @@ class HSGPredictor:
         self.model = model.eval()
         self.config = model.config
         self.work_side = work_side or self.config.data.max_side or 448
+        self.input_side = input_side  # `read_image` / `fit_input`: the explorer, index, segment
         self.checkpoint_hash = checkpoint_hash
         self.checkpoint_path = checkpoint_path  # named in errors
         if self.config.model.backbone.startswith("resnet"):
@@ -117,8 +122,18 @@ class HSGPredictor:
             raise RuntimeError("call set_image() before segment_at()")
         return self.prediction.segment_at(level, x, y)
 
+    def read_image(self, path: str | Path) -> np.ndarray:
+        """The image at `path` in the predictor's input frame: [H, W, 3] uint8, longer side at most
+        `input_side` (`load_image` downscales on reading). The explorer, index builds and
+        `hsg segment` all read this way, so their regions are in one frame."""
+        return load_image(path, max_side=self.input_side)
+
+    def fit_input(self, image: np.ndarray) -> np.ndarray:
+        """An array (an upload) brought into the input frame: RGB, longer side <= `input_side`."""
+        return downscale_to(check_rgb(image), self.input_side)
+
     def predict_path(self, path: str | Path) -> Prediction:
-        return self.predict(load_image(path))
+        return self.predict(self.read_image(path))
 
     def predict(self, image: np.ndarray) -> Prediction:
         """[H, W, 3] uint8 RGB -> Prediction (stateless; safe to call from several threads)."""
@@ -384,12 +399,14 @@ class Stopwatch:
         return value
 
 
-def make_extractor(predictor: HSGPredictor, max_side: int = 0):
+def make_extractor(predictor: HSGPredictor, max_side: int | None = None):
     """Index-side callable: a batch of image paths -> per path a Prediction, or the error it raised.
 
-    `max_side` > 0 downscales larger images on reading (the explorer's upload rule); unreadable
-    images and model errors are returned, not raised, so one bad file never stops a build.
+    Images are read in the predictor's input frame (`max_side` None: `predictor.input_side`, as
+    the explorer reads them; 0: full size); unreadable images and model errors are returned, not
+    raised, so one bad file never stops a build.
     """
+    max_side = predictor.input_side if max_side is None else max_side
 
     def extract(paths):
         out = []

@@ -17,6 +17,17 @@ class GridPredictor:
 
     checkpoint_hash = "f" * 64
     num_levels = 4
+    input_side = 1024  # HSGPredictor's input frame
+
+    def read_image(self, path) -> np.ndarray:
+        from hsg_core.images import load_image
+
+        return load_image(path, max_side=self.input_side)
+
+    def fit_input(self, image: np.ndarray) -> np.ndarray:
+        from hsg_core.images import check_rgb, downscale_to
+
+        return downscale_to(check_rgb(image), self.input_side)
 
     def predict(self, image: np.ndarray) -> Prediction:
         h, w = image.shape[:2]

@@ -321,3 +321,25 @@ def test_predict_batch_equals_predict_image_by_image(which, request, monkeypatch
 def test_predict_batch_keeps_the_error_of_a_bad_image_clear(predictor):
     with pytest.raises(ValueError, match="expected an HxWx3 RGB array"):
         predictor.predict_batch([np.zeros((20, 30, 3), np.uint8), np.zeros((5, 5, 2), np.uint8)])
+
+
+def test_explorer_index_and_segment_read_images_in_one_input_frame(tmp_path):
+    """Issue 12: the input-size rule belongs to HSGPredictor (`input_side`), so the CLI's index
+    build, the pipelined one, the explorer and `hsg segment` predict on the same pixels."""
+    from PIL import Image
+
+    from hsg_core.extract_pipeline import PipelinedExtractor
+    from hsg_core.predictor import INPUT_SIDE, make_extractor
+
+    cfg = load_config("tiny", ["overseg.cache=false"])
+    predictor = HSGPredictor(HSG(cfg), input_side=128)
+    assert HSGPredictor(HSG(cfg)).input_side == INPUT_SIDE == 1024
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.full((100, 400, 3), 90, np.uint8)).save(path)
+    assert predictor.read_image(path).shape == (32, 128, 3)
+    assert predictor.fit_input(np.zeros((100, 400, 3), np.uint8)).shape == (32, 128, 3)
+    assert predictor.fit_input(np.zeros((20, 40), np.uint8)).shape == (20, 40, 3)  # gray -> RGB
+    per_image = make_extractor(predictor)([path])[0]
+    pipelined = PipelinedExtractor(predictor, workers=0, batch_size=2)([path])[0]
+    assert per_image.image_size == pipelined.image_size == (32, 128)
+    assert make_extractor(predictor, max_side=0)([path])[0].image_size == (100, 400)  # explicit
