@@ -91,6 +91,17 @@ MAX_QUEUE = (
 )
 
 
+# a tile's caption is cut to its width: its whole text (the full file name) as the hover title
+TILE_TITLES_JS = """() => {
+  const mark = () => document.querySelectorAll('.gallery-item .thumbnail-item').forEach(tile => {
+    const text = tile.querySelector('.caption-label')?.textContent || tile.querySelector('img')?.alt;
+    if (text && tile.title !== text) tile.title = text;
+  });
+  new MutationObserver(mark).observe(document.body, {subtree: true, childList: true});
+  mark();
+}"""
+
+
 # ----------------------------------------------------------------------------- errors
 def private_dirs() -> list[str]:
     """Server folders whose paths web users are not shown: gradio's upload cache, the hsg cache
@@ -384,7 +395,9 @@ def _on_explore_hit(app: Explorer, session: Session, opacity, boundaries_only):
 
 def build_demo(app: Explorer) -> gr.Blocks:
     """The Blocks layout; every event calls one of the handlers above."""
-    with gr.Blocks(title="HSG Explorer", delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S)) as demo:
+    with gr.Blocks(
+        title="HSG Explorer", delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S), js=TILE_TITLES_JS
+    ) as demo:
         session = gr.State(Session(), time_to_live=SESSION_TTL_S)
         job = gr.State(IndexJob())
         gr.Markdown(
