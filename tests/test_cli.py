@@ -1,6 +1,8 @@
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import cli
@@ -334,3 +336,32 @@ def test_train_workers_sets_the_data_loader_workers(tmp_path, monkeypatch, run_h
         code, _, err = run_hsg(*argv)
         assert code == 0, err
         assert seen.pop() == want
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_over_gloo_build_the_single_process_index(tiny_checkpoint, tmp_path):
+    """Issue 14 item 3: `torchrun --nproc_per_node 2 -m cli index build` (2 CPU ranks, gloo, one
+    shared folder; rank 0 merges after the barrier) gives the index a single process builds."""
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+    from tests.index.conftest import index_content
+
+    ckpt, images = tiny_checkpoint
+    single, ranks = tmp_path / "single", tmp_path / "ranks"
+    assert (
+        cli.main(["index", "build", str(images), "--checkpoint", str(ckpt), "--out", str(single)])
+        == 0
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(free_port()), "-m", "cli", "index", "build", str(images),
+         "--checkpoint", str(ckpt), "--out", str(ranks), "--batch-size", "1"],
+        capture_output=True, text=True, timeout=600, cwd=Path(cli.__file__).parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    meta_a, vectors_a, _ = index_content(single)
+    meta_b, vectors_b, _ = index_content(ranks)
+    assert meta_a.equals(meta_b) and len(meta_a) > 0
+    np.testing.assert_allclose(vectors_a, vectors_b, atol=1e-5)
