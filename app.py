@@ -414,6 +414,7 @@ def build_demo(app: Explorer) -> gr.Blocks:
                         css_template=CANVAS_CSS,
                         js_on_load=CANVAS_JS,
                         selection=None,
+                        level_control="#level",  # the slider below, followed without a round trip
                         elem_id="overlay",
                     )
                     level = gr.Slider(

@@ -121,9 +121,16 @@ def export_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="export-", dir=exports))
 
 
-def image_file(image: np.ndarray | None, folder: Path | None = None) -> str | None:
-    """[h, w, 3] uint8 `image` written as WebP into `folder` (a fresh `export_folder` by default);
-    its path, or None for None.
+TILE_SIDE = (
+    256  # gallery tiles are sent at most this long (shown ~130-180 px; 2x for dense screens)
+)
+
+
+def image_file(
+    image: np.ndarray | None, folder: Path | None = None, max_side: int = 0
+) -> str | None:
+    """[h, w, 3] uint8 `image` written as JPEG (quality 88; longer side cut to `max_side` when > 0)
+    into `folder` (a fresh `export_folder` by default); its path, or None for None.
 
     The UI returns images to gradio as files: gradio copies a file into its cache through a temp
     file and a rename, while an array it encodes and writes in place, so two sessions showing the
@@ -132,17 +139,21 @@ def image_file(image: np.ndarray | None, folder: Path | None = None) -> str | No
     if image is None:
         return None
     folder = folder or export_folder()
-    path = Path(tempfile.mkstemp(suffix=".webp", dir=folder)[1])
-    Image.fromarray(np.ascontiguousarray(image)).save(path, format="WEBP", quality=90)
+    path = Path(tempfile.mkstemp(suffix=".jpg", dir=folder)[1])
+    picture = Image.fromarray(np.ascontiguousarray(image[..., :3]))
+    if max_side and max(picture.size) > max_side:
+        picture.thumbnail((max_side, max_side), Image.BILINEAR)
+    picture.save(path, format="JPEG", quality=88)
     return str(path)
 
 
 def gallery_files(items: list[tuple[np.ndarray, str]]) -> list[tuple[str, str]]:
-    """Gallery items (image, caption) with each image as a file (`image_file`), in one folder."""
+    """Gallery items (image, caption) with each image as a file (`image_file`, at most TILE_SIDE),
+    in one folder."""
     if not items:
         return []
     folder = export_folder()
-    return [(image_file(image, folder), caption) for image, caption in items]
+    return [(image_file(image, folder, TILE_SIDE), caption) for image, caption in items]
 
 
 def export_stem(session: Session) -> str:

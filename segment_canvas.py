@@ -196,15 +196,16 @@ function selectedAt(level) {           // region id at `level` that shows the se
   return region;
 }
 function pickImage(level, region) {    // the selection layer: the rest dimmed, the region outlined
-  const key = level + ':' + region;
-  if (S.pickCache.key === key) return S.pickCache.data;
+  const selection = String(S.selected), key = level + ':' + region;
+  if (S.pickCache.selection !== selection) S.pickCache = {selection, images: {}};
+  if (S.pickCache.images[key]) return S.pickCache.images[key];
   const map = levelMap(level), data = new ImageData(S.w, S.h), out = data.data;
   for (let i = 0; i < map.length; i++) {
     const p = 4 * i;
     if (map[i] !== region) { out[p + 3] = 140; }
     else if (isEdge(map, i)) { out[p] = 255; out[p + 1] = 215; out[p + 3] = 255; }
   }
-  S.pickCache = {key, data};
+  S.pickCache.images[key] = data;
   return data;
 }
 function drawPick() {
@@ -295,8 +296,11 @@ hover.addEventListener('click', (e) => {
   trigger('click', {x: xy[0], y: xy[1], level: S.level});
 });
 window.hsgCanvas = {
-  setLevel(level) { if (!S.token) { S.level = Number(level); return; }
-    S.level = Math.max(0, Math.min(Number(level), S.payload.colours.length - 1)); redraw(); },
+  setLevel(level) {
+    if (!S.token) { S.level = Number(level); return; }
+    const next = Math.max(0, Math.min(Number(level), S.payload.colours.length - 1));
+    if (next !== S.level) { S.level = next; redraw(); }
+  },
   setOpacity(opacity) { S.opacity = Number(opacity); S.baseCache = {}; if (S.token) redraw(); },
   setBoundaries(on) { S.boundaries = Boolean(on); S.baseCache = {}; if (S.token) redraw(); },
   state: () => ({token: S.token, level: S.level, selected: S.selected, hovered: S.hovered}),
@@ -305,6 +309,13 @@ function syncSelection() {             // the server selected a region (picked f
   if (!S.token || props.selection === undefined) return;
   S.selected = props.selection; drawPick();
 }
+// the level control's own input events (a native listener: no wait for gradio's event dispatch);
+// `props.level_control` is its CSS selector, e.g. '#level'
+if (props.level_control) document.addEventListener('input', (event) => {
+  const control = event.target.closest && event.target.closest(props.level_control);
+  if (control && event.target.value !== '' && Number(event.target.value) !== S.level)
+    window.hsgCanvas.setLevel(event.target.value);
+}, true);
 watch('value', sync);
 watch('selection', syncSelection);
 sync();
