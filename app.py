@@ -75,6 +75,7 @@ from explorer_output import (  # noqa: E402
     image_file,
     parts_strip,
 )
+from hits_gallery import GALLERY_CSS, GALLERY_HTML, GALLERY_JS, gallery_payload  # noqa: E402
 from index_tab import Eta, folder_choices, info_rows  # noqa: E402
 from segment_canvas import CANVAS_CSS, CANVAS_HTML, CANVAS_JS, canvas_payload  # noqa: E402
 
@@ -196,7 +197,7 @@ def opened(session: Session, level, opacity, boundaries_only) -> tuple:
         canvas_value(session, level),
         gr.update(maximum=top, value=level),
         [],
-        [],
+        None,
         hierarchy_figure(session),
         gr.HTML(marks=None),
         gr.update(choices=region_choices(session), value=None),
@@ -213,7 +214,7 @@ def _on_image(app: Explorer, image, level, opacity, boundaries_only, index_path:
             None,
             gr.update(maximum=1, value=0),
             [],
-            [],
+            None,
             go.Figure(),
             gr.HTML(marks=None),
             gr.update(choices=[], value=None),
@@ -242,7 +243,7 @@ def _search_at(app: Explorer, session: Session, x, y, level, k, mode, one_per_im
         every_level=mode == "every level",
         one_per_image=bool(one_per_image),
     )
-    return session, gallery_files(items)
+    return session, gallery_payload(items)
 
 
 def selection_views(app: Explorer, session: Session) -> tuple:
@@ -279,7 +280,7 @@ def _on_settings(app: Explorer, session: Session, k, mode, one_per_image):
     if result is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     session, _, items = result
-    return session, gr.skip(), gallery_files(items), gr.HTML(marks=map_marks(index, session))
+    return session, gr.skip(), gallery_payload(items), gr.HTML(marks=map_marks(index, session))
 
 
 @user_errors
@@ -304,7 +305,7 @@ def _on_pick(
         session,
         gr.HTML(selection=[lv, region]),  # the canvas shows it; the level slider moves to lv
         strip_items(session),
-        gallery_files(items),
+        gallery_payload(items),
         gr.HTML(marks=map_marks(index, session)),
         lv,
     )
@@ -356,7 +357,7 @@ def _on_map_select(app: Explorer, session: Session, evt: gr.EventData) -> tuple:
     """Points lassoed on the map: they fill the gallery (ranked by similarity to the query)."""
     index = app.index_of(session)
     session, items = lasso_gallery(index, session, selected_ids(index, getattr(evt, "_data", None)))
-    return session, gallery_files(items), gr.HTML(marks=map_marks(index, session))
+    return session, gallery_payload(items), gr.HTML(marks=map_marks(index, session))
 
 
 @user_errors
@@ -373,7 +374,7 @@ def _on_more_like_hit(app: Explorer, session: Session, k, mode, one_per_image) -
         every_level=mode == "every level",
         one_per_image=bool(one_per_image),
     )
-    return session, gallery_files(items)
+    return session, gallery_payload(items)
 
 
 @user_errors
@@ -446,11 +447,11 @@ def build_demo(app: Explorer) -> gr.Blocks:
                             elem_id="examples",
                         )
                 with gr.Column(scale=1):
-                    gallery = gr.Gallery(
-                        label="Similar regions (click one to see it in its image)",
-                        columns=4,
-                        height=360,
-                        allow_preview=False,  # a click opens the hit in context instead
+                    gallery = gr.HTML(  # the hits, inlined in the search's reply (hits_gallery.py)
+                        None,
+                        html_template=GALLERY_HTML,
+                        css_template=GALLERY_CSS,
+                        js_on_load=GALLERY_JS,
                         elem_id="hits",
                     )
                     with gr.Row():
@@ -610,11 +611,15 @@ def build_demo(app: Explorer) -> gr.Blocks:
             on_example, [session, level, *shown], image_outputs, concurrency_limit=1, api_name=False
         )
 
-        def on_hit(s, evt: gr.SelectData):
-            return _on_hit(app, s, evt.index)
+        def on_hit(s, evt: gr.EventData):
+            return _on_hit(app, s, (getattr(evt, "_data", None) or {}).get("index", -1))
 
-        gallery.select(
-            on_hit, [session], [session, context, context_caption, context_panel], api_name=False
+        gallery.click(
+            on_hit,
+            [session],
+            [session, context, context_caption, context_panel],
+            trigger_mode="always_last",
+            api_name=False,
         )
 
         def on_map_click(s, evt: gr.EventData):

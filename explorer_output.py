@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from explorer import Session, level_colours, require_image
+from hits_gallery import TILE_SIDE
 from hsg_core.export import segmentation_zip
 from hsg_core.viz import crop_box, highlight, outline_width
 
@@ -116,14 +117,13 @@ def export_folder() -> Path:
     exports = Path(tempfile.gettempdir()) / "hsg-exports"
     exports.mkdir(exist_ok=True)
     for old in exports.iterdir():
-        if old.stat().st_mtime < time.time() - CACHE_TTL_S:
+        try:
+            stale = old.stat().st_mtime < time.time() - CACHE_TTL_S
+        except FileNotFoundError:  # another session removed it meanwhile
+            continue
+        if stale:
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix="export-", dir=exports))
-
-
-TILE_SIDE = (
-    256  # gallery tiles are sent at most this long (shown ~130-180 px; 2x for dense screens)
-)
 
 
 def image_file(

@@ -291,9 +291,10 @@ hover.addEventListener('click', (e) => {
   if (!S.token) return;
   const xy = pixelAt(e); if (!xy) return;
   const region = levelMap(S.level)[xy[1] * S.w + xy[0]];
-  S.selected = [S.level, region]; drawPick();
+  S.selected = [S.level, region];
   root.dataset.selected = S.level + ':' + region;
-  trigger('click', {x: xy[0], y: xy[1], level: S.level});
+  trigger('click', {x: xy[0], y: xy[1], level: S.level});  // the search first, then the drawing
+  requestAnimationFrame(drawPick);
 });
 window.hsgCanvas = {
   setLevel(level) {

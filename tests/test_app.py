@@ -6,6 +6,7 @@ import pytest
 
 import app
 import explorer as ex
+from hits_gallery import gallery_captions
 from index.managed import open_or_build
 from tests.conftest import free_port
 
@@ -50,7 +51,9 @@ def test_api_through_gradio_client(server, explorer):
         70, 30, 1, 0.45, False, 3, "same level", True, api_name="/click_xy"
     )
     assert [item["caption"].split(" · ")[0] for item in strip] == ["L0", "L1", "L2", "L3"]
-    assert len(gallery) == 3 and all(item["caption"].startswith("L1 · ") for item in gallery)
+    captions = gallery_captions(gallery)  # the hits gallery's value: tiles inlined (hits_gallery)
+    assert len(captions) == 3 and all(c.startswith("L1 · ") for c in captions)
+    assert all(t["src"].startswith("data:image/jpeg;base64,") for t in gallery["tiles"])
     other = Client(server, verbose=False)  # a second session has no image: no cross-talk
     with pytest.raises(Exception, match="load an image first"):
         other.predict(70, 30, 1, 0.45, False, 3, "same level", True, api_name="/click_xy")
@@ -366,7 +369,7 @@ def test_an_index_built_in_one_session_is_searched_by_that_session_only(tmp_path
             _, _, gallery, _ = client.predict(
                 10, 10, 0, 0.45, False, 8, "same level", True, api_name="/click_xy"
             )
-            searched[name] = {item["caption"].split(" · ")[-1] for item in gallery}
+            searched[name] = {c.split(" · ")[-1] for c in gallery_captions(gallery)}
     finally:
         demo.close()
     assert searched["builder"] == {"s0.png", "s1.png", "s2.png"}  # the index of sub/, its own build

@@ -152,9 +152,7 @@ def test_results_are_in_view_at_1400x900_and_a_new_k_reruns_the_search(server): 
         page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)
         page.wait_for_function(GALLERY_READY, timeout=30000)
         assert page.evaluate("window.scrollY") == 0
-        tile = page.locator(
-            "#hits .thumbnail-item"
-        ).first  # issue 12 item 4: the full name on hover
+        tile = page.locator("#hits .tile").first  # issue 12 item 4: the full name on hover
         tile.wait_for()
         title = tile.get_attribute("title") or ""
         assert title == tile.locator("img").get_attribute("alt") and title.count(" · ") == 2

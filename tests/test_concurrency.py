@@ -56,19 +56,19 @@ def test_state_of_the_least_recent_session_is_evicted_beyond_capacity(explorer, 
 
 def test_outputs_reach_gradio_as_files_that_its_cache_copies_atomically(explorer, tmp_path):
     """Two sessions showing the same tile must not truncate a file a third is downloading: the app
-    hands gradio files (gradio copies those through a temp file and a rename), never arrays (which
-    gradio encodes and writes in place)."""
+    hands gradio files (gradio copies those through a temp file and a rename) or inlined data: URLs
+    (the hits), never arrays (which gradio encodes and writes in place)."""
     import os
 
     from gradio import processing_utils
 
     session = ex.set_image(explorer.predictor, user_images(0)[0])
-    session, items = app._search_at(explorer, session, 3, 3, 0, 3, "same level", True)
+    session, gallery = app._search_at(explorer, session, 3, 3, 0, 3, "same level", True)
+    assert gallery["tiles"] and all(t["src"].startswith("data:image/") for t in gallery["tiles"])
     strip = app.strip_items(session)
-    assert items and strip
-    assert all(isinstance(path, str) and os.path.exists(path) for path, _ in items + strip)
-    first = processing_utils.save_file_to_cache(items[0][0], str(tmp_path))
+    assert strip and all(isinstance(path, str) and os.path.exists(path) for path, _ in strip)
+    first = processing_utils.save_file_to_cache(strip[0][0], str(tmp_path))
     with open(first, "rb") as reader:  # a download in progress holds the file open
-        second = processing_utils.save_file_to_cache(items[0][0], str(tmp_path))
+        second = processing_utils.save_file_to_cache(strip[0][0], str(tmp_path))
         assert second == first and os.stat(first).st_ino == os.fstat(reader.fileno()).st_ino
-        assert reader.read() == open(items[0][0], "rb").read()  # whole, never rewritten
+        assert reader.read() == open(strip[0][0], "rb").read()  # whole, never rewritten

@@ -59,3 +59,34 @@ def test_the_sunburst_takes_the_colours_of_the_overlay(explorer):
     for node, colour in zip(marker.ids, marker.marker.colors):
         level, region = (int(v) for v in node[1:].split("-"))
         assert colour == "rgb({},{},{})".format(*colours[level][region])
+
+
+def test_export_folders_survive_sessions_sweeping_the_same_stale_folders(monkeypatch, tmp_path):
+    """Two sessions sweeping stale export folders at once: one's stat may find the folder gone."""
+    import os
+    import threading
+
+    import explorer_output
+
+    monkeypatch.setattr(explorer_output.tempfile, "tempdir", str(tmp_path))
+    exports = tmp_path / "hsg-exports"
+    exports.mkdir()
+    for i in range(200):
+        stale = exports / f"export-old{i}"
+        stale.mkdir()
+        os.utime(stale, (0, 0))
+    errors: list[BaseException] = []
+
+    def sweep() -> None:
+        try:
+            explorer_output.export_folder()
+        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=sweep) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and not list(exports.glob("export-old*"))
+    assert len(list(exports.iterdir())) == 8  # one fresh folder per call
