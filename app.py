@@ -396,9 +396,7 @@ def _on_explore_hit(app: Explorer, session: Session, opacity, boundaries_only):
 
 def build_demo(app: Explorer) -> gr.Blocks:
     """The Blocks layout; every event calls one of the handlers above."""
-    with gr.Blocks(
-        title="HSG Explorer", delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S), js=TILE_TITLES_JS
-    ) as demo:
+    with gr.Blocks(title="HSG Explorer", delete_cache=(CACHE_SWEEP_S, CACHE_TTL_S)) as demo:
         session = gr.State(Session(), time_to_live=SESSION_TTL_S)
         job = gr.State(IndexJob())
         gr.Markdown(
@@ -848,6 +846,7 @@ def launch_options(
         "show_error": False,
         "auth": auth,
         "app_kwargs": {"middleware": [upload_budget()]},
+        "js": TILE_TITLES_JS,
     }
 
 
