@@ -20,9 +20,10 @@ METHODS = ("hed_ucm", "gradient_ucm", "slic", "felzenszwalb")
 def _compute(image: np.ndarray, cfg, device: torch.device | None) -> np.ndarray:
     if cfg.method == "hed_ucm":
         edges = hed_edges(image, load_hed(device=str(device or "cpu")))
-        return UCMHierarchy.from_edges(edges, cfg.ucm_ordering).cut(cfg.max_regions)
+        return UCMHierarchy.from_edges(edges, cfg.ucm_ordering).cut(cfg.max_regions, cfg.ucm_floor)
     if cfg.method == "gradient_ucm":
-        return UCMHierarchy.from_edges(gradient_edges(image), cfg.ucm_ordering).cut(cfg.max_regions)
+        hierarchy = UCMHierarchy.from_edges(gradient_edges(image), cfg.ucm_ordering)
+        return hierarchy.cut(cfg.max_regions, cfg.ucm_floor)
     if cfg.method == "slic":
         return slic_superpixels(image, cfg.max_regions, cfg.slic_compactness)
     return felzenszwalb_superpixels(image, cfg.max_regions, cfg.felzenszwalb_scale)

@@ -78,6 +78,8 @@ class OversegCache:
         """Content hash of the image with what the entry depends on: every parameter for label
         maps, the method alone for edge maps."""
         params = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "cache"}
+        if not params.get("ucm_floor"):  # no floor: the keys written before the field existed
+            params.pop("ucm_floor", None)
         if kind == "edges":
             params = {"method": cfg.method, "kind": kind}
         digest = hashlib.sha256(np.ascontiguousarray(image).tobytes())

@@ -62,11 +62,14 @@ class UCMHierarchy:
         tree, altitudes = HIERARCHIES[ordering](graph, weights)
         return cls(graph, tree, altitudes, edges.shape)
 
-    def cut(self, max_regions: int) -> np.ndarray:
-        """[H, W] int32 ids 0..N-1 of the finest cut with N <= max_regions."""
+    def cut(self, max_regions: int, floor: float = 0.0) -> np.ndarray:
+        """[H, W] int32 ids 0..N-1 of the finest cut with N <= max_regions, or of the cut at altitude
+        `floor` when that one is coarser (the original's UCM threshold floor)."""
         if max_regions < 1:
             raise ValueError(f"max_regions must be >= 1, got {max_regions}")
         cut = self._explorer.horizontal_cut_from_num_regions(max_regions, at_least=False)
+        if floor > cut.altitude():
+            cut = self._explorer.horizontal_cut_from_altitude(floor)
         labels = cut.labelisation_leaves(self.tree).reshape(self.shape)
         _, inverse = np.unique(labels, return_inverse=True)
         return inverse.reshape(self.shape).astype(np.int32)

@@ -87,6 +87,11 @@ def test_issue15_options_defaults_presets_and_refusals():
         cfg = load_config(name)
         assert cfg.grouping.kmeans_init == "original" and cfg.grouping.form == "hsg_explorer", name
     assert load_config("cityscapes").loss.dmon_graph == "joint"
+    assert [load_config(n).overseg.ucm_floor for n in ("coco_stage1", "coco_stage2", "demo")] == [
+        0.25,
+        0.25,
+        0.0,
+    ]
     assert load_config("coco_stage2").loss.dmon_graph == "per_view"
     demo = load_config("demo")  # chosen on BSDS500 train by paired runs (docs/fidelity.md)
     assert (demo.grouping.kmeans_init, demo.loss.dmon_graph) == ("original", "joint")

@@ -281,3 +281,27 @@ def test_processes_sharing_a_cache_evict_each_others_entries_without_errors(
         cache, "_entries", lambda: [(0, cap, gone), (1, 10, str(cache.path(image, cfg)))]
     )
     assert cache.evict() == 10
+
+
+def test_ucm_floor_keeps_a_coarser_cut_on_a_simple_image_and_keeps_old_cache_keys(tmp_path):
+    """The original's UCM threshold floor (issue 15): never cut finer than `ucm_floor`."""
+    import dataclasses
+
+    from hsg_core.config import ConfigError, OversegConfig
+    from hsg_core.overseg import OversegCache
+    from hsg_core.overseg.ucm import UCMHierarchy
+
+    edges = np.zeros((40, 40))
+    edges[:, 20] = 0.9  # one strong boundary
+    edges[10, :20] = 0.1  # a faint one
+    hierarchy = UCMHierarchy.from_edges(edges)
+    assert len(np.unique(hierarchy.cut(48))) == 3  # every boundary kept
+    assert len(np.unique(hierarchy.cut(48, floor=0.25))) == 2  # the faint one merged
+    assert len(np.unique(hierarchy.cut(1, floor=0.25))) == 1  # the count still caps
+    cache = OversegCache(tmp_path)
+    image = np.zeros((8, 8, 3), np.uint8)
+    plain = OversegConfig()
+    assert cache.key(image, plain) == cache.key(image, dataclasses.replace(plain, ucm_floor=0.0))
+    assert cache.key(image, plain) != cache.key(image, dataclasses.replace(plain, ucm_floor=0.25))
+    with pytest.raises(ConfigError, match="ucm_floor"):
+        OversegConfig(ucm_floor=1.5)
