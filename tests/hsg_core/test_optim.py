@@ -39,3 +39,36 @@ def test_original_presets_decay_norm_weights():
     for name in ("coco_stage1", "coco_stage2", "cityscapes"):
         assert load_config(name).train.norm_weight_group == "weight"
     assert load_config("demo").train.norm_weight_group == "bias"
+
+
+def test_torch_sgd_equals_the_originals_lr_in_buffer_rule_only_while_lr_is_constant():
+    """docs/fidelity.md, 'SGD update rule': the original folds lr into the momentum buffer
+    (v = 0.9 v + lr (g + wd θ); θ -= v), torch keeps it outside (v = 0.9 v + g + wd θ; θ -= lr v)."""
+    import torch
+
+    def original(lrs, theta=1.0, momentum=0.9, wd=1e-4):
+        v, path = 0.0, []
+        for lr in lrs:
+            g = 2 * theta  # d/dθ of θ²
+            v = momentum * v + lr * (g + wd * theta)
+            theta -= v
+            path.append(theta)
+        return path
+
+    def ours(lrs):
+        theta = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+        opt = torch.optim.SGD([theta], lr=lrs[0], momentum=0.9, weight_decay=1e-4)
+        path = []
+        for lr in lrs:
+            opt.param_groups[0]["lr"] = lr
+            opt.zero_grad()
+            (theta**2).backward()
+            opt.step()
+            path.append(theta.item())
+        return path
+
+    constant = [0.01] * 30
+    assert ours(constant) == pytest.approx(original(constant), abs=1e-12)
+    dropped = [0.01] * 15 + [0.001] * 15  # an lr step: the original's buffer still carries 0.01
+    gap = max(abs(a - b) for a, b in zip(ours(dropped), original(dropped)))
+    assert gap > 1e-4
