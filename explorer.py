@@ -217,19 +217,20 @@ def hit_tile(index: SegmentIndex, hit: Hit, image: np.ndarray | None = None) -> 
     return HitTile(crop, caption, escape_controls(hit.image), hit)
 
 
+def tiles_of(index: SegmentIndex, hits: list[Hit]) -> list[HitTile]:
+    """`hit_tile` of every hit, in order, each source image read once."""
+    images: dict[str, np.ndarray] = {}
+    for hit in hits:
+        if hit.image not in images:
+            images[hit.image] = hit_image(index, hit)
+    return [hit_tile(index, hit, images[hit.image]) for hit in hits]
+
+
 def hit_tiles(index: SegmentIndex, hits_by_level: dict[int, list[Hit]]) -> tuple[list, list]:
-    """Gallery items (outlined crop of each hit's source image, caption) and the hits in order;
-    `hit_tile` gives the same tiles with their hover titles."""
-    items, order = [], []
-    cache: dict[str, np.ndarray] = {}
-    for _, hits in sorted(hits_by_level.items()):
-        for hit in hits:
-            if hit.image not in cache:
-                cache[hit.image] = hit_image(index, hit)
-            tile = hit_tile(index, hit, cache[hit.image])
-            items.append((tile.crop, tile.caption))
-            order.append(hit)
-    return items, order
+    """Gallery items (outlined crop of each hit's source image, caption) and the hits in order,
+    level by level; `tiles_of` gives the same tiles with their hover titles."""
+    order = [hit for _, hits in sorted(hits_by_level.items()) for hit in hits]
+    return [(tile.crop, tile.caption) for tile in tiles_of(index, order)], order
 
 
 def select_at(

@@ -20,7 +20,8 @@ from PIL import Image
 
 from explorer import Session, level_colours, require_image
 from hits_gallery import TILE_SIDE
-from hsg_core.export import segmentation_zip
+from hsg_core.export import png_bytes, segmentation_zip
+from hsg_core.images import downscale_to
 from hsg_core.viz import crop_box, highlight, outline_width
 
 if TYPE_CHECKING:
@@ -127,10 +128,10 @@ def export_folder() -> Path:
 
 
 def image_file(
-    image: np.ndarray | None, folder: Path | None = None, max_side: int = 0
+    image: np.ndarray | None, folder: Path | None = None, max_side: int = 0, name: str = "image"
 ) -> str | None:
-    """[h, w, 3] uint8 `image` written as JPEG (quality 88; longer side cut to `max_side` when > 0)
-    into `folder` (a fresh `export_folder` by default); its path, or None for None.
+    """[h, w, 3] uint8 `image` written as `name`.jpg (quality 88; longer side cut to `max_side` when
+    > 0, `downscale_to`) into `folder` (a fresh `export_folder` by default); its path, or None.
 
     The UI returns images to gradio as files: gradio copies a file into its cache through a temp
     file and a rename, while an array it encodes and writes in place, so two sessions showing the
@@ -138,12 +139,9 @@ def image_file(
     """
     if image is None:
         return None
-    folder = folder or export_folder()
-    path = Path(tempfile.mkstemp(suffix=".jpg", dir=folder)[1])
-    picture = Image.fromarray(np.ascontiguousarray(image[..., :3]))
-    if max_side and max(picture.size) > max_side:
-        picture.thumbnail((max_side, max_side), Image.BILINEAR)
-    picture.save(path, format="JPEG", quality=88)
+    path = (folder or export_folder()) / f"{name}.jpg"
+    picture = downscale_to(np.ascontiguousarray(image[..., :3]), max_side)
+    Image.fromarray(picture).save(path, format="JPEG", quality=88)
     return str(path)
 
 
@@ -153,7 +151,10 @@ def gallery_files(items: list[tuple[np.ndarray, str]]) -> list[tuple[str, str]]:
     if not items:
         return []
     folder = export_folder()
-    return [(image_file(image, folder, TILE_SIDE), caption) for image, caption in items]
+    return [
+        (image_file(image, folder, TILE_SIDE, f"tile{i:02d}"), caption)
+        for i, (image, caption) in enumerate(items)
+    ]
 
 
 def export_stem(session: Session) -> str:
@@ -244,23 +245,18 @@ def export_hits_csv(session: Session) -> str:
 def export_hits_zip(index: SegmentIndex | None, session: Session) -> str:
     """The hits' tiles (each region outlined in its image with a margin, as in the gallery) as
     PNGs named '<rank>_L<level>_<image stem>_r<region>.png', with hits.csv; zipped, its path."""
-    from explorer import hit_image, hit_tile
+    from explorer import tiles_of
 
     hits = require_hits(session, "download the hit crops")
     if index is None:
         raise ValueError("download the hit crops: no index is open")
     path = export_folder() / "hits.zip"
-    images: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("hits.csv", hits_csv_text(hits))
-        for rank, hit in enumerate(hits, 1):
-            if hit.image not in images:
-                images[hit.image] = hit_image(index, hit)
-            crop = hit_tile(index, hit, images[hit.image]).crop
+        for rank, tile in enumerate(tiles_of(index, hits), 1):
+            hit = tile.hit
             name = f"{rank:02d}_L{hit.level}_{Path(hit.image).stem}_r{hit.region}.png"
-            buffer = io.BytesIO()
-            Image.fromarray(crop).save(buffer, format="PNG")
-            archive.writestr(name, buffer.getvalue())
+            archive.writestr(name, png_bytes(tile.crop))
     return str(path)
 
 

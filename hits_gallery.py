@@ -8,12 +8,13 @@ on the server and no further requests to fetch them. A tile's click triggers `cl
 
 from __future__ import annotations
 
-import base64
-import io
 import itertools
 
 import numpy as np
 from PIL import Image
+
+from hsg_core.images import downscale_to
+from segment_canvas import data_url
 
 TILE_SIDE = 256  # tiles are sent at most this long (shown ~150 px wide; 2x for dense screens)
 TILE_QUALITY = 85
@@ -21,13 +22,9 @@ _TOKENS = itertools.count(1)
 
 
 def tile_url(image: np.ndarray, max_side: int = TILE_SIDE) -> str:
-    """[h, w, 3] uint8 -> JPEG data: URL, longer side cut to `max_side`."""
-    picture = Image.fromarray(np.ascontiguousarray(image[..., :3]))
-    if max(picture.size) > max_side:
-        picture.thumbnail((max_side, max_side), Image.BILINEAR)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=TILE_QUALITY)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    """[h, w, 3] uint8 -> JPEG data: URL, longer side cut to `max_side` (`downscale_to`)."""
+    tile = downscale_to(np.ascontiguousarray(image[..., :3]), max_side)
+    return data_url(Image.fromarray(tile), "JPEG", quality=TILE_QUALITY)
 
 
 def gallery_payload(items: list[tuple[np.ndarray, str]]) -> dict:
