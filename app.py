@@ -646,8 +646,12 @@ def build_demo(app: Explorer) -> gr.Blocks:
             [folder],
             api_name=False,
         )
+
+        def map_of_session(s):
+            return gr.HTML(value=map_payload(app.index_of(s)), marks=None)
+
         demo.load(  # the map of the index this page searches (not in the page config: ~150 KB)
-            lambda s: gr.HTML(value=map_payload(app.index_of(s)), marks=None),
+            map_of_session,
             [session],
             [map_plot],
             api_name=False,
@@ -670,46 +674,24 @@ def build_demo(app: Explorer) -> gr.Blocks:
             (mask_btn, export_mask, "export_mask"),
             (cutout_btn, export_cutout, "export_cutout"),
             (hits_btn, export_hits_csv, "export_hits"),
+            (crops_btn, lambda s: export_hits_zip(app.index_of(s), s), "export_crops"),
         ):
             button.click(user_errors(export), [session], export_file, api_name=name)
-        crops_btn.click(
-            user_errors(lambda s: export_hits_zip(app.index_of(s), s)),
-            [session],
-            export_file,
-            api_name="export_crops",
-        )
         # one index job at a time, Build and Update alike: a second one waits in the queue
         index_job = [
             folder,
             job,
             session,
         ]  # the finished index becomes the one this session searches
-        build_btn.click(
-            user_errors(lambda f, j, s: run_index_job(app, f, "build", j, s)),
-            index_job,
-            [info, job, session],
-            concurrency_limit=1,
-            concurrency_id="index_job",
-            api_name="build_index",
-        ).success(  # the map of the index this session now searches
-            lambda s: gr.HTML(value=map_payload(app.index_of(s)), marks=None),
-            [session],
-            [map_plot],
-            api_name=False,
-        )
-        update_btn.click(
-            user_errors(lambda f, j, s: run_index_job(app, f, "update", j, s)),
-            index_job,
-            [info, job, session],
-            concurrency_limit=1,
-            concurrency_id="index_job",
-            api_name="update_index",
-        ).success(  # the map of the index this session now searches
-            lambda s: gr.HTML(value=map_payload(app.index_of(s)), marks=None),
-            [session],
-            [map_plot],
-            api_name=False,
-        )
+        for button, mode in ((build_btn, "build"), (update_btn, "update")):
+            button.click(
+                user_errors(lambda f, j, s, mode=mode: run_index_job(app, f, mode, j, s)),
+                index_job,
+                [info, job, session],
+                concurrency_limit=1,
+                concurrency_id="index_job",
+                api_name=f"{mode}_index",
+            ).success(map_of_session, [session], [map_plot], api_name=False)  # its new index
         cancel_btn.click(lambda j: (j.stop.set(), j)[1], [job], [job], queue=False, api_name=False)
     return demo
 
