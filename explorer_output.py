@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from index import SegmentIndex
 
 CACHE_TTL_S = 3600  # downloads are deleted after this long
+SWEEP_EVERY_S = 60  # export_folder looks for such folders at most this often
+_LAST_SWEEP: dict[str, float] = {}  # exports folder -> time of its last sweep
 
 
 # ----------------------------------------------------------------------------- figures
@@ -113,18 +115,27 @@ def parts_strip(session: Session) -> list[StripPanel]:
 
 
 def export_folder() -> Path:
-    """A fresh folder for one download under the temp dir's hsg-exports/ (those older than
-    CACHE_TTL_S are deleted first: bounded disk use, they were served long ago)."""
+    """A fresh folder for one download or one gallery under the temp dir's hsg-exports/ (folders
+    older than CACHE_TTL_S are deleted first, at most once per SWEEP_EVERY_S: every click writes
+    here, and listing the folder on each one would grow with the sessions of the last hour)."""
     exports = Path(tempfile.gettempdir()) / "hsg-exports"
     exports.mkdir(exist_ok=True)
+    now = time.time()
+    if now - _LAST_SWEEP.get(str(exports), 0.0) >= SWEEP_EVERY_S:
+        _LAST_SWEEP[str(exports)] = now
+        remove_stale(exports, now - CACHE_TTL_S)
+    return Path(tempfile.mkdtemp(prefix="export-", dir=exports))
+
+
+def remove_stale(exports: Path, before: float) -> None:
+    """Delete the folders in `exports` last changed before `before` (a Unix time)."""
     for old in exports.iterdir():
         try:
-            stale = old.stat().st_mtime < time.time() - CACHE_TTL_S
+            stale = old.stat().st_mtime < before
         except FileNotFoundError:  # another session removed it meanwhile
             continue
         if stale:
             shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix="export-", dir=exports))
 
 
 def image_file(

@@ -77,9 +77,9 @@ def test_export_folders_survive_sessions_sweeping_the_same_stale_folders(monkeyp
         os.utime(stale, (0, 0))
     errors: list[BaseException] = []
 
-    def sweep() -> None:
+    def sweep() -> None:  # what export_folder runs; processes sharing the temp dir race here
         try:
-            explorer_output.export_folder()
+            explorer_output.remove_stale(exports, before=1.0)
         except BaseException as err:  # noqa: BLE001 - collected for the assertion
             errors.append(err)
 
@@ -89,4 +89,26 @@ def test_export_folders_survive_sessions_sweeping_the_same_stale_folders(monkeyp
     for t in threads:
         t.join()
     assert errors == [] and not list(exports.glob("export-old*"))
-    assert len(list(exports.iterdir())) == 8  # one fresh folder per call
+    fresh = [explorer_output.export_folder() for _ in range(3)]
+    assert len(set(fresh)) == 3 and sorted(exports.iterdir()) == sorted(fresh)  # one per call
+
+
+def test_export_folder_sweeps_at_most_once_a_minute(monkeypatch, tmp_path):
+    """Every click writes through export_folder: the stale-folder sweep must not run on each."""
+    import os
+
+    import explorer_output
+
+    monkeypatch.setattr(explorer_output.tempfile, "tempdir", str(tmp_path))
+    swept: list[float] = []
+    monkeypatch.setattr(
+        explorer_output, "remove_stale", lambda folder, before: swept.append(before)
+    )
+    clock = [10_000.0]
+    monkeypatch.setattr(explorer_output.time, "time", lambda: clock[0])
+    explorer_output.export_folder()
+    explorer_output.export_folder()
+    clock[0] += explorer_output.SWEEP_EVERY_S
+    explorer_output.export_folder()
+    assert swept == [10_000.0 - explorer_output.CACHE_TTL_S, clock[0] - explorer_output.CACHE_TTL_S]
+    assert len(os.listdir(tmp_path / "hsg-exports")) == 3
