@@ -63,6 +63,11 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(printable(f"{path}: {path.stat().st_size / 2**20:.1f} MiB"))
 
 
+def print_json(value) -> None:
+    """A command's result on stdout as indented JSON (paths and dates as strings)."""
+    print(json.dumps(value, indent=1, default=str))
+
+
 def cmd_segment(args: argparse.Namespace) -> None:
     from hsg_core.export import write_segmentation
     from hsg_core.predictor import load_predictor
@@ -102,38 +107,20 @@ def cmd_index(args: argparse.Namespace) -> None:
     if args.index_cmd == "info":
         opened = index.SegmentIndex.open(Path(args.index_dir))
         opened.wait_verified()  # a large index is checked in the background: report its damage, not exit past it
-        print(json.dumps(opened.info(), indent=1, default=str))
+        print_json(opened.info())
         return
     if args.index_cmd == "discard":
         discarded = index.discard_pending(Path(args.index_dir))
-        print(
-            json.dumps(
-                discarded or {"out_dir": str(args.index_dir), "pending": None},
-                indent=1,
-                default=str,
-            )
-        )
+        print_json(discarded or {"out_dir": str(args.index_dir), "pending": None})
         return
     if args.index_cmd == "verify":
-        print(
-            json.dumps(
-                index.verify_index(Path(args.index_dir), upgrade=args.upgrade),
-                indent=1,
-                default=str,
-            )
-        )
+        print_json(index.verify_index(Path(args.index_dir), upgrade=args.upgrade))
         return
     from index.factory import check_factory
 
     check_factory(args.factory)  # before any model loads or image is read
     if args.index_cmd == "merge":
-        print(
-            json.dumps(
-                index.merge_shards(Path(args.index_dir), factory=args.factory),
-                indent=1,
-                default=str,
-            )
-        )
+        print_json(index.merge_shards(Path(args.index_dir), factory=args.factory))
         return
     from hsg_core.distributed import init_from_env
     from hsg_core.predictor import load_predictor, pick_device
@@ -161,7 +148,7 @@ def cmd_index(args: argparse.Namespace) -> None:
         if not dist.is_main:
             return
         info = index.merge_shards(Path(args.out), factory=args.factory)
-    print(json.dumps(info, indent=1, default=str))
+    print_json(info)
 
 
 def index_extractor(predictor, workers: int, batch_size: int):
