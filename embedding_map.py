@@ -68,8 +68,7 @@ class RegionMap:
 
     project: Callable[[np.ndarray], np.ndarray]  # [n, D] or [D] vectors -> [n, 2]
     xy: np.ndarray  # [S, 2] the sample's coordinates
-    levels: np.ndarray  # [S]
-    images: np.ndarray  # [S] source paths (hover text)
+    rows: np.ndarray  # [S] the sample's metadata rows (`sample_rows`)
 
 
 _REGION_MAPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # index -> RegionMap
@@ -79,17 +78,10 @@ def region_map(index: SegmentIndex, max_points: int = 4000) -> RegionMap:
     """The index's RegionMap (the SVD/UMAP fit runs on the first click only, not on every click)."""
     cached = _REGION_MAPS.get(index)
     if cached is None:
-        meta = index.metadata
-        rng = np.random.default_rng(0)
-        rows = np.sort(rng.choice(len(meta), size=min(max_points, len(meta)), replace=False))
-        vectors = index.vectors(meta["id"].to_numpy()[rows])
+        rows = sample_rows(len(index), max_points)
+        vectors = index.vectors(index.region_rows(rows)["id"])
         project = fit_projection(vectors)
-        cached = RegionMap(
-            project,
-            project(vectors),
-            meta["level"].to_numpy()[rows],
-            meta["image"].to_numpy()[rows],
-        )
+        cached = RegionMap(project, project(vectors), rows)
         _REGION_MAPS[index] = cached
     return cached
 
@@ -137,7 +129,7 @@ def index_token(index: SegmentIndex) -> str:
 
 
 def sample_rows(count: int, max_points: int) -> np.ndarray:
-    """[min(count, max_points)] sorted metadata rows: `explorer_output.region_map`'s sample rule."""
+    """[min(count, max_points)] sorted metadata rows: the map's fixed random sample (seed 0)."""
     rng = np.random.default_rng(0)
     return np.sort(rng.choice(count, size=min(max_points, count), replace=False))
 
@@ -145,15 +137,9 @@ def sample_rows(count: int, max_points: int) -> np.ndarray:
 def sample_positions(index: SegmentIndex, rows: np.ndarray, regions: RegionMap) -> np.ndarray:
     """[S, 2] projected positions of the regions at metadata `rows`: those of `regions` (the index's
     `region_map`) when it sampled the same rows, else its projection applied to their vectors."""
-    meta = index.metadata
-    same = (
-        len(regions.levels) == len(rows)
-        and np.array_equal(regions.levels, meta["level"].to_numpy()[rows])
-        and np.array_equal(regions.images.astype(str), meta["image"].to_numpy()[rows].astype(str))
-    )
-    if same:
+    if np.array_equal(regions.rows, rows):
         return np.asarray(regions.xy, np.float64)
-    return np.asarray(regions.project(index.vectors(meta["id"].to_numpy()[rows])), np.float64)
+    return np.asarray(regions.project(index.vectors(index.region_rows(rows)["id"])), np.float64)
 
 
 def map_layout(index: SegmentIndex, max_points: int = MAX_POINTS) -> MapLayout:
@@ -170,9 +156,9 @@ def map_layout(index: SegmentIndex, max_points: int = MAX_POINTS) -> MapLayout:
         return cached[max_points]
     if len(index) == 0:
         raise ValueError("the embedding map needs an index with regions; this one is empty")
-    meta = index.metadata
-    rows = sample_rows(len(meta), max_points)
-    ids = meta["id"].to_numpy()[rows].astype(np.int64)
+    rows = sample_rows(len(index), max_points)
+    sample = index.region_rows(rows)
+    ids = sample["id"].astype(np.int64)
     if ids.size and int(ids.max()) >= 2**53:
         raise ValueError(f"region id {int(ids.max())} is beyond 2^53: the page cannot hold it")
     regions = region_map(index, max_points)
@@ -180,12 +166,12 @@ def map_layout(index: SegmentIndex, max_points: int = MAX_POINTS) -> MapLayout:
     lo = raw.min(0)
     span = np.where(np.ptp(raw, 0) > 1e-12, np.ptp(raw, 0), 1.0)
     xy = np.where(np.ptp(raw, 0) > 1e-12, (raw - lo) / span, 0.5)
-    images, codes = np.unique(meta["image"].to_numpy()[rows].astype(str), return_inverse=True)
+    images, codes = np.unique(sample["image"].astype(str), return_inverse=True)
     layout = MapLayout(
         token=f"{index_token(index)}/{len(ids)}",
         ids=ids,
         xy=xy,
-        levels=meta["level"].to_numpy()[rows].astype(int),
+        levels=sample["level"].astype(int),
         image_codes=codes.astype(int),
         images=images.tolist(),
         lo=lo,
@@ -253,7 +239,7 @@ def project_onto(layout: MapLayout, vectors: np.ndarray) -> np.ndarray:
 def query_vector(index: SegmentIndex, session: Session) -> np.ndarray | None:
     """[D] the session's current query: the hit of "find more like this" (`Session.query_hit`), else
     the selected region's embedding; None when there is none or it does not fit the index."""
-    if session.query_hit is not None and known(index, [session.query_hit.id]).all():
+    if session.query_hit is not None and index.has_ids([session.query_hit.id]).all():
         return index.vectors(np.array([session.query_hit.id]))[0]
     if session.prediction is None or session.selected is None:
         return None
@@ -276,7 +262,7 @@ def map_marks(index: SegmentIndex | None, session: Session, max_points: int = MA
     query = query_vector(index, session)
     query_xy = None if query is None else project_onto(layout, query)[0]
     hit_ids = np.array([hit.id for hit in session.hits], np.int64)
-    hit_ids = hit_ids[known(index, hit_ids)] if hit_ids.size else hit_ids
+    hit_ids = hit_ids[index.has_ids(hit_ids)] if hit_ids.size else hit_ids
     hit_xy = project_onto(layout, index.vectors(hit_ids)) if hit_ids.size else np.zeros((0, 2))
     return {
         "token": layout.token,
@@ -287,16 +273,6 @@ def map_marks(index: SegmentIndex | None, session: Session, max_points: int = MA
 
 
 # ----------------------------------------------------------------------------- events
-def known(index: SegmentIndex, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-    """[n] bool: which of `ids` are region ids of the index."""
-    ids = np.asarray(ids, np.int64)
-    all_ids = index.metadata["id"].to_numpy()
-    if all_ids.size == 0:
-        return np.zeros(ids.shape, bool)
-    at = np.minimum(np.searchsorted(all_ids, ids), all_ids.size - 1)
-    return all_ids[at] == ids
-
-
 def parse_id(value: object) -> int:
     """A region id from event data: an int, or a string of decimal digits.
 
@@ -320,7 +296,7 @@ def require_ids(index: SegmentIndex, values: Iterable[object]) -> np.ndarray:
     if len(values) > MAX_SELECTION:
         raise ValueError(f"{len(values)} ids selected: at most {MAX_SELECTION} are taken")
     ids = np.array(list(dict.fromkeys(parse_id(v) for v in values)), np.int64)
-    found = known(index, ids)
+    found = index.has_ids(ids)
     if not found.all():
         raise ValueError(f"unknown region id {int(ids[~found][0])}: not in the index searched")
     return ids
@@ -389,28 +365,7 @@ def hits_for_ids(
     norm = float(np.linalg.norm(direction))
     scores = vectors @ direction / norm if norm > 1e-12 else np.zeros(len(ids))
     order = np.argsort(-scores, kind="stable")[:limit]
-    return hits_of_rows(index, ids[order], scores[order])
-
-
-def hits_of_rows(index: SegmentIndex, ids: np.ndarray, scores: np.ndarray) -> list[Hit]:
-    """[n] known ids and their [n] scores as `Hit`s, read from the index's metadata."""
-    meta = index.metadata
-    rows = meta.iloc[np.searchsorted(meta["id"].to_numpy(), ids)]
-    return [
-        Hit(
-            id=int(row.id),
-            score=float(score),
-            image=str(row.image),
-            image_hash=str(row.image_hash),
-            level=int(row.level),
-            region=int(row.region),
-            parent=int(row.parent),
-            area=int(row.area),
-            box=(int(row.x0), int(row.y0), int(row.x1), int(row.y1)),
-            image_size=(int(row.height), int(row.width)),
-        )
-        for row, score in zip(rows.itertuples(index=False), scores)
-    ]
+    return index.hits_of(ids[order], scores[order])
 
 
 def hit_for_id(index: SegmentIndex | None, region_id: object) -> Hit:

@@ -363,6 +363,28 @@ class SegmentIndex:
                 chain[level] = int(cols["region"][row])
         return dict(sorted(chain.items()))
 
+    def region_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Id, level and image name ([n] arrays) of metadata `rows` (row order = id order), read
+        from the columns kept at open: nothing is decoded (unlike `metadata`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        names = np.asarray(self._image_names, dtype=object)
+        return {
+            "id": self._ids[rows],
+            "level": self._cols["level"][rows],
+            "image": names[self._image_code[rows]],
+        }
+
+    def has_ids(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """[n] bool: which of `ids` are region ids of this index."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._ids.size == 0:
+            return np.zeros(ids.shape, dtype=bool)
+        return self._ids[np.minimum(np.searchsorted(self._ids, ids), self._ids.size - 1)] == ids
+
+    def hits_of(self, ids: Sequence[int] | np.ndarray, scores: Sequence[float]) -> list[Hit]:
+        """The regions `ids` (of this index) with the given `scores` as `Hit`s, in that order."""
+        return self._hits(np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float64))
+
     def vectors(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Stored vectors: all of them ([N, D] in metadata row order, read-only when memory-mapped),
         or those of `ids`."""

@@ -57,7 +57,7 @@ def test_the_payload_places_every_region_once_in_the_unit_square(explorer):
 def test_a_smaller_sample_keeps_ids_of_the_index(explorer):
     payload = em.map_payload(explorer.index, max_points=50)
     assert len(payload["ids"]) == 50 == len(set(payload["ids"]))
-    assert em.known(explorer.index, payload["ids"]).all()
+    assert explorer.index.has_ids(payload["ids"]).all()
     assert payload["token"] != em.map_payload(explorer.index)["token"]
     assert min(payload["x"]) == 0 and max(payload["y"]) == 1
 
@@ -374,3 +374,13 @@ def test_the_map_draws_hovers_clicks_and_lassos_in_the_browser(map_page):
         assert page.evaluate("document.querySelectorAll('#map canvas').length") == 1
         assert not errors, errors
         browser.close()
+
+
+def test_the_map_leaves_the_index_metadata_undecoded(explorer):
+    """map_payload runs on every page load: on a 10^7-region index decoding the metadata (RLE masks
+    included) would cost gigabytes; it reads only the columns the index keeps at open."""
+    from index import SegmentIndex
+
+    index = SegmentIndex.open(explorer.index.path)
+    payload = em.map_payload(index)
+    assert len(payload["ids"]) == len(index) and index._frame is None

@@ -209,3 +209,30 @@ def test_ivf_recall_at_10(ivf_root, checkpoint, factory, min_recall):
         queries(1)[0], 300, levels=[2]
     )  # 360 regions: needs more lists than nprobe
     assert len(sparse) == 300 and {h.level for h in sparse} == {2}
+
+
+def test_region_rows_ids_and_hits_read_the_kept_columns_not_the_metadata(small_index):
+    """region_rows / has_ids / hits_of (the embedding map's reads) agree with the decoded metadata
+    and leave it undecoded: a large index keeps its metadata lazy."""
+    index = SegmentIndex.open(small_index.path)
+    rows = np.array([0, 3, len(index) - 1])
+    got = index.region_rows(rows)
+    ids = got["id"]
+    assert not index.has_ids([int(ids.max()) + 1, -5]).any() and index.has_ids(ids).all()
+    hits = index.hits_of(ids, [0.5, 0.25, 0.0])
+    assert index._frame is None  # nothing above decoded the metadata
+    frame = index.metadata.iloc[rows]
+    assert ids.tolist() == frame["id"].tolist()
+    assert got["level"].tolist() == frame["level"].tolist()
+    assert got["image"].tolist() == frame["image"].tolist()
+    assert [h.id for h in hits] == ids.tolist() and [h.score for h in hits] == [0.5, 0.25, 0.0]
+    for hit, row in zip(hits, frame.itertuples(index=False)):
+        assert (hit.image, hit.level, hit.region, hit.box, hit.image_size) == (
+            row.image,
+            row.level,
+            row.region,
+            (row.x0, row.y0, row.x1, row.y1),
+            (row.height, row.width),
+        )
+    with pytest.raises(ValueError, match="unknown region id"):
+        index.hits_of([int(ids.max()) + 1], [0.0])
