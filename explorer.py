@@ -83,11 +83,9 @@ def set_image(predictor: HSGPredictor, image: np.ndarray, source: str = "") -> S
 
 def indexed_name(index: SegmentIndex | None, image_hash: str) -> str:
     """The indexed image whose file has these bytes (its relative path), or ""."""
-    if index is None or not image_hash or len(index) == 0:
+    if index is None or not image_hash:
         return ""
-    frame = index.metadata
-    match = frame.loc[frame["image_hash"] == image_hash, "image"]
-    return str(match.iloc[0]) if len(match) else ""
+    return index.image_with_hash(image_hash)
 
 
 # ----------------------------------------------------------------------------- renders

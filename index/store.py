@@ -120,8 +120,10 @@ class SegmentIndex:
         codes = self._image_code[first_rows].tolist()
         slots = split_ids(self._ids[first_rows])[1].tolist()
         self._image_hashes = [""] * len(self._image_names)
-        for code, digest in zip(codes, metadata.first_hashes(first_rows)):
+        self._image_of_hash: dict[str, str] = {}  # file sha256 -> image (the lowest ids' first)
+        for _, code, digest in sorted(zip(first_rows, codes, metadata.first_hashes(first_rows))):
             self._image_hashes[code] = digest
+            self._image_of_hash.setdefault(digest, self._image_names[code])
         self._slots = {self._image_names[code]: slot for code, slot in zip(codes, slots)}
 
     @classmethod
@@ -254,6 +256,10 @@ class SegmentIndex:
     def images(self) -> list[str]:
         """Relative paths of the indexed images, sorted."""
         return sorted(self._slots)
+
+    def image_with_hash(self, image_hash: str) -> str:
+        """The indexed image whose file has this sha256 (its relative path), or "" (no decoding)."""
+        return self._image_of_hash.get(image_hash, "")
 
     @property
     def metadata(self) -> pd.DataFrame:

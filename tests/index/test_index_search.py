@@ -236,3 +236,12 @@ def test_region_rows_ids_and_hits_read_the_kept_columns_not_the_metadata(small_i
         )
     with pytest.raises(ValueError, match="unknown region id"):
         index.hits_of([int(ids.max()) + 1], [0.0])
+
+
+def test_image_with_hash_finds_the_indexed_file_without_decoding(small_index):
+    index = SegmentIndex.open(small_index.path)
+    frame = SegmentIndex.open(small_index.path).metadata  # the reference, from another handle
+    for digest in frame["image_hash"].unique():  # the first indexed file with those bytes
+        first = frame.loc[frame["image_hash"] == digest, "image"].iloc[0]
+        assert index.image_with_hash(digest) == first
+    assert index.image_with_hash("0" * 64) == "" and index._frame is None
