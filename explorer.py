@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from hsg_core.images import check_rgb, load_image
+from hsg_core.images import load_image
 from hsg_core.types import Prediction
 from hsg_core.viz import (
     hierarchy_colours,
@@ -77,7 +77,7 @@ def require_image(session: Session, action: str) -> Prediction:
 # ----------------------------------------------------------------------------- open an image
 def set_image(predictor: HSGPredictor, image: np.ndarray, source: str = "") -> Session:
     """Run the model once on a new image; slider moves and clicks then only index this."""
-    image = predictor.fit_input(check_rgb(image, "uploaded image"))  # the predictor's input frame
+    image = predictor.fit_input(image, "uploaded image")  # checked, in the predictor's input frame
     return Session(image=image, prediction=predictor.predict(image), source=source)
 
 

@@ -128,9 +128,10 @@ class HSGPredictor:
         `hsg segment` all read this way, so their regions are in one frame."""
         return load_image(path, max_side=self.input_side)
 
-    def fit_input(self, image: np.ndarray) -> np.ndarray:
-        """An array (an upload) brought into the input frame: RGB, longer side <= `input_side`."""
-        return downscale_to(check_rgb(image), self.input_side)
+    def fit_input(self, image: np.ndarray, what: str = "image") -> np.ndarray:
+        """An array (an upload) brought into the input frame: RGB, longer side <= `input_side`;
+        `what` names it in the ValueError of a bad array (`check_rgb`)."""
+        return downscale_to(check_rgb(image, what), self.input_side)
 
     def predict_path(self, path: str | Path) -> Prediction:
         return self.predict(self.read_image(path))

@@ -24,10 +24,10 @@ class GridPredictor:
 
         return load_image(path, max_side=self.input_side)
 
-    def fit_input(self, image: np.ndarray) -> np.ndarray:
+    def fit_input(self, image: np.ndarray, what: str = "image") -> np.ndarray:
         from hsg_core.images import check_rgb, downscale_to
 
-        return downscale_to(check_rgb(image), self.input_side)
+        return downscale_to(check_rgb(image, what), self.input_side)
 
     def predict(self, image: np.ndarray) -> Prediction:
         h, w = image.shape[:2]
