@@ -385,3 +385,8 @@ def test_find_more_like_this_searches_with_the_hits_vector_without_the_hit(explo
     assert all(h.image != hit.image for h in session.hits)
     session, _, _ = ex.select_region(explorer.index, session, 0, 3, k=2)
     assert session.query_hit is None  # a new selection is the query again
+
+
+def test_a_bad_uploaded_array_is_named_in_its_error():
+    with pytest.raises(ValueError, match="^uploaded image"):
+        ex.set_image(GridPredictor(), np.zeros((4, 4, 5), np.uint8))
