@@ -228,6 +228,11 @@ def strip_items(session: Session) -> list[tuple]:
     return gallery_files([(panel.crop, panel.caption) for panel in parts_strip(session)])
 
 
+def event_data(evt: gr.EventData) -> dict:
+    """What a gr.HTML component's `trigger(name, data)` sent ({} when nothing)."""
+    return getattr(evt, "_data", None) or {}
+
+
 def _search_at(app: Explorer, session: Session, x, y, level, k, mode, one_per_image) -> tuple:
     """Select the region at (x, y) of `level` and search the index: (session, gallery items)."""
     if x is None or y is None:
@@ -254,7 +259,7 @@ def selection_views(app: Explorer, session: Session) -> tuple:
 @user_errors
 def _on_canvas_click(app: Explorer, session: Session, evt: gr.EventData, k, mode, one_per_image):
     """A click on the segment canvas: the page already shows the selection; this searches."""
-    data = getattr(evt, "_data", None) or {}
+    data = event_data(evt)
     return _search_at(
         app, session, data.get("x"), data.get("y"), data.get("level", 0), k, mode, one_per_image
     )
@@ -348,7 +353,7 @@ def _on_hit(app: Explorer, session: Session, position: int) -> tuple:
 def _on_map_click(app: Explorer, session: Session, evt: gr.EventData) -> tuple:
     """A point of the embedding map clicked: that region in context, as a clicked hit."""
     index = app.index_of(session)
-    hit = hit_for_id(index, clicked_id(index, getattr(evt, "_data", None)))
+    hit = hit_for_id(index, clicked_id(index, event_data(evt)))
     return in_context(app, session, hit, f"level {hit.level}")
 
 
@@ -356,7 +361,7 @@ def _on_map_click(app: Explorer, session: Session, evt: gr.EventData) -> tuple:
 def _on_map_select(app: Explorer, session: Session, evt: gr.EventData) -> tuple:
     """Points lassoed on the map: they fill the gallery (ranked by similarity to the query)."""
     index = app.index_of(session)
-    session, items = lasso_gallery(index, session, selected_ids(index, getattr(evt, "_data", None)))
+    session, items = lasso_gallery(index, session, selected_ids(index, event_data(evt)))
     return session, gallery_payload(items), gr.HTML(marks=map_marks(index, session))
 
 
@@ -610,7 +615,7 @@ def build_demo(app: Explorer) -> gr.Blocks:
         )
 
         def on_hit(s, evt: gr.EventData):
-            return _on_hit(app, s, (getattr(evt, "_data", None) or {}).get("index", -1))
+            return _on_hit(app, s, event_data(evt).get("index", -1))
 
         gallery.click(
             on_hit,
