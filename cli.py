@@ -63,6 +63,27 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(printable(f"{path}: {path.stat().st_size / 2**20:.1f} MiB"))
 
 
+def cmd_fit_whitening(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from hsg_core.images import list_images
+    from hsg_core.whitening import fit_for_checkpoint
+
+    images = list_images(args.data)[: args.limit or None]
+    if not images:
+        raise ValueError(f"{args.data}: no image files in this folder")
+    whitening = fit_for_checkpoint(
+        args.checkpoint,
+        args.out,
+        images,
+        args.power,
+        args.device,
+        name=args.name or str(args.data),
+        progress=lambda it: tqdm(it, desc="descriptors", unit="img"),
+    )
+    print(printable(f"{args.out}: whitening (power {whitening.power:g}) of {whitening.fitted_on}"))
+
+
 def print_json(value) -> None:
     """A command's result on stdout as indented JSON (paths and dates as strings)."""
     print(json.dumps(value, indent=1, default=str))
@@ -479,6 +500,23 @@ def build_parser() -> argparse.ArgumentParser:
         "settings that change the network's shape are refused",
     )
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser(
+        "fit-whitening",
+        help="fit the region-descriptor whitening on a photo folder and store it in a checkpoint",
+        description="Segments every image of --data, fits a PCA whitening (eigenvalues ** --power) "
+        "on the region descriptors of every level and writes CHECKPOINT with it to OUT. Indexes "
+        "built with the old file must be rebuilt (the checkpoint's hash changes).",
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.add_argument("--data", required=True, help="image folder (recursive)")
+    p.add_argument(
+        "--power", type=float, default=-0.25, help="-0.5 = full whitening, 0 = centring only"
+    )
+    p.add_argument("--limit", type=int, default=0, help="use the first N images only")
+    p.add_argument("--name", default="", help="what the images are, for the model card")
+    _add_device(p)
+    p.set_defaults(func=cmd_fit_whitening)
     _index_parsers(sub)
     _eval_parsers(sub)
     p = sub.add_parser(

@@ -4,11 +4,13 @@ Layout of a checkpoint (a torch.save'd dict of tensors and plain Python values):
     format: "hsg-checkpoint/1"     config: HSGConfig.to_dict()      step: int
     model: state dict (without the backbone when it is frozen and comes from fetched weights)
     optimizer: optimizer state (training checkpoints only)      torch_rng: RNG state tensor
+    descriptor_whitening: optional, `DescriptorWhitening.to_state()` (`hsg fit-whitening`)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pickle
 import re
@@ -24,6 +26,8 @@ from hsg_files import atomic_write, remove_stale_parts
 from .config import ConfigError, HSGConfig
 
 FORMAT = "hsg-checkpoint/1"
+WHITENING_KEY = "descriptor_whitening"
+LOG = logging.getLogger(__name__)
 # backbone_init values a model built for inference may use: its weights all come from the checkpoint
 # (model_state drops the backbone only when it is frozen fetched weights, found in the operator's cache)
 INFERENCE_BACKBONE_INITS = ("none", "fetched")
@@ -222,12 +226,25 @@ def export_inference_checkpoint(
     `overrides` ("section.key=value") change the stored config, e.g. inference settings such as
     `grouping.infer_grid`; one that changes the network's parameters is refused.
     """
+    from .whitening import descriptor_setting
+
     data = read_checkpoint(src)
-    config = checkpoint_config(data, src)
+    old = config = checkpoint_config(data, src)
     if overrides:
         config = reconfigured(config, data["model"], overrides, src)
     slim = {k: data[k] for k in ("format", "model", "step")}
     slim["config"] = config.to_dict()
+    if WHITENING_KEY in data:  # kept while the descriptors it was fitted on stay the same
+        if descriptor_setting(config) == descriptor_setting(old):
+            slim[WHITENING_KEY] = data[WHITENING_KEY]
+        else:
+            LOG.warning(
+                "%s: the descriptor whitening is left out of %s: %s changes the descriptors it "
+                "was fitted on (fit one for them: hsg fit-whitening)",
+                src,
+                dst,
+                ", ".join(overrides or []),
+            )
     return atomic_torch_save(slim, dst)
 
 

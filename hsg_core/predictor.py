@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from hsg_files import file_sha256
 
 from .checkpoint import (
+    WHITENING_KEY,
     check_finite,
     checkpoint_config,
     inference_config,
@@ -58,6 +59,7 @@ from .segments import (
 from .semantic_edges import semantic_edges
 from .types import Prediction
 from .weights import cache_dir
+from .whitening import DescriptorWhitening, WhiteningError, descriptor_setting
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -80,6 +82,7 @@ class HSGPredictor:
         checkpoint_hash: str = "",
         checkpoint_path: str = "",
         overseg_cache: OversegCache | None = None,
+        whitening: DescriptorWhitening | None = None,
     ) -> None:
         self.model = model.eval()
         self.config = model.config
@@ -96,6 +99,13 @@ class HSGPredictor:
         )
         self.prediction: Prediction | None = None
         self._lock = threading.Lock()
+        self.whitening = whitening  # applied to every level's descriptors (`hsg_core.whitening`)
+        if whitening is not None and whitening.descriptor != descriptor_setting(self.config):
+            raise WhiteningError(
+                f"{checkpoint_path or 'checkpoint'}: its descriptor whitening was fitted for "
+                f"{whitening.descriptor}, the config gives {descriptor_setting(self.config)} "
+                "(fit it again: hsg fit-whitening)"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -274,7 +284,11 @@ class HSGPredictor:
             level_embeddings.append(segment_means(flat, ids, int(chain.max()) + 1).cpu().numpy())
         meta = {"checkpoint": self.checkpoint_hash, "work_size": [h, w]}
         prediction = build_prediction(
-            seg.reshape(h, w).cpu().numpy(), groups, level_embeddings, prepared.image_size, meta
+            seg.reshape(h, w).cpu().numpy(),
+            groups,
+            self._whitened(level_embeddings),
+            prepared.image_size,
+            meta,
         )
         clock.lap("grouping", None)
         prediction.meta["seconds"] = {**seconds, **clock.seconds}
@@ -317,11 +331,15 @@ class HSGPredictor:
             "hierarchy": "contour",
         }
         prediction = build_prediction(
-            segment_map, groups, level_embeddings, prepared.image_size, meta
+            segment_map, groups, self._whitened(level_embeddings), prepared.image_size, meta
         )
         clock.lap("levels", None)
         prediction.meta["seconds"] = {**seconds, **clock.seconds}
         return prediction, tree
+
+    def _whitened(self, per_level: list[np.ndarray]) -> list[np.ndarray]:
+        """Per level [N_l, D] descriptors, whitened when the checkpoint holds a whitening."""
+        return per_level if self.whitening is None else self.whitening.apply_levels(per_level)
 
     def _descriptors(
         self,
@@ -433,9 +451,13 @@ def load_predictor(
     model = HSG(config)
     load_model_state(model, data["model"], checkpoint, config)
     device = pick_device(device) if isinstance(device, str) else device
+    whitening = data.get(WHITENING_KEY)
     return HSGPredictor(
         model.to(device),
         checkpoint_hash=file_sha256(checkpoint),
         checkpoint_path=str(checkpoint),
+        whitening=None
+        if whitening is None
+        else DescriptorWhitening.from_state(whitening, checkpoint),
         **kwargs,
     )

@@ -365,3 +365,26 @@ def test_torchrun_two_ranks_over_gloo_build_the_single_process_index(tiny_checkp
     meta_b, vectors_b, _ = index_content(ranks)
     assert meta_a.equals(meta_b) and len(meta_a) > 0
     np.testing.assert_allclose(vectors_a, vectors_b, atol=1e-5)
+
+
+def test_fit_whitening_writes_a_whitened_copy_and_names_a_bad_folder(
+    tiny_checkpoint, tmp_path, run_hsg
+):
+    from hsg_core.checkpoint import WHITENING_KEY, read_checkpoint
+    from tests.conftest import assert_one_line_error, write_shapes_images
+
+    ckpt, _ = tiny_checkpoint
+    images = write_shapes_images(tmp_path / "images", [(48, 64)] * 6)
+    out = tmp_path / "white.pt"
+    code, stdout, _ = run_hsg("fit-whitening", ckpt, out, "--data", images, "--device", "cpu")
+    assert code == 0 and "whitening (power -0.25) of " in stdout and "6 images" in stdout
+    assert WHITENING_KEY in read_checkpoint(out) and WHITENING_KEY not in read_checkpoint(ckpt)
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_hsg("fit-whitening", ckpt, tmp_path / "x.pt", "--data", tmp_path / "empty")
+    assert_one_line_error(code, err, "empty: no image files in this folder")
+    assert not (tmp_path / "x.pt").exists()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "notes.jpg").write_text("not an image")
+    code, _, err = run_hsg("fit-whitening", ckpt, tmp_path / "x.pt", "--data", tmp_path / "bad")
+    assert_one_line_error(code, err, "no image could be segmented")
+    assert not (tmp_path / "x.pt").exists()

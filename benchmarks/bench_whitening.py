@@ -1,0 +1,113 @@
+r"""Choosing the descriptor whitening's power on BSDS500 train, without refitting the model.
+
+Reads the index and queries of an `hsg eval retrieval` run made with an *unwhitened* checkpoint,
+fits the whitening on the regions of the images outside every (original, copy) pair (held out:
+the queries' own images never shape it), and re-ranks every query exactly (numpy), as
+`index.retrieval_eval` does: the query's level, its image excluded, recall@10 of its target.
+
+    hsg eval retrieval --data ../shared/datasets/BSDS500/images/train --copies 25 \
+        --checkpoint assets/checkpoint/hsg_demo_unwhitened.pt --out runs/ret_train
+    python benchmarks/bench_whitening.py runs/ret_train --out benchmarks/results/whitening_train
+
+writes whitening_train.json (machine, settings, recall per level per power) and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.machine import machine_info  # noqa: E402
+from hsg_core.whitening import DescriptorWhitening  # noqa: E402
+from hsg_files import atomic_write_text  # noqa: E402
+from index import SegmentIndex  # noqa: E402
+from index.copies import load_pairs  # noqa: E402
+
+POWERS = (0.0, -0.125, -0.25, -0.35, -0.5)  # 0 = centring only
+K = 10
+
+
+def recall_per_level(vectors: np.ndarray, frame, queries: list[dict], pairs) -> dict[int, float]:
+    """Recall@K per level of `vectors` [N, D] (unit rows, metadata row order) over the queries."""
+    image, level = frame["image"].to_numpy(), frame["level"].to_numpy()
+    row = {key: n for n, key in enumerate(zip(image, level, frame["region"].to_numpy()))}
+    found: dict[int, list[bool]] = {}
+    for q in queries:
+        pair, lv = pairs[q["pair"]], q["level"]
+        query, target = row[(pair.original, lv, q["region"])], row[(pair.copy, lv, q["target"])]
+        scores = vectors[(level == lv) & (image != pair.original)] @ vectors[query]
+        better = np.count_nonzero(scores > vectors[target] @ vectors[query])
+        found.setdefault(lv, []).append(better < K)
+    return {lv: float(np.mean(hits)) for lv, hits in sorted(found.items())}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="output folder of `hsg eval retrieval` (index/, work/, .json)")
+    parser.add_argument("--out", required=True, help="report path without suffix")
+    args = parser.parse_args(argv)
+    start, run = time.perf_counter(), Path(args.run)
+    index = SegmentIndex.open(run / "index")
+    frame, vectors = index.metadata, np.asarray(index.vectors(), dtype=np.float32)
+    report = json.loads((run / "retrieval.json").read_text())
+    queries, pairs = report["results"]["queries"], load_pairs(run / "work")
+    paired = {p.original for p in pairs} | {p.copy for p in pairs}
+    held_out = ~frame["image"].isin(paired).to_numpy()
+    rows = [{"power": None, "recall@10": recall_per_level(vectors, frame, queries, pairs)}]
+    for power in POWERS:
+        whitening = DescriptorWhitening.fit(vectors[held_out], power, "benchmark")
+        rows.append(
+            {
+                "power": power,
+                "recall@10": recall_per_level(whitening.apply(vectors), frame, queries, pairs),
+            }
+        )
+    result = {
+        "machine": machine_info(),
+        "command": " ".join(sys.argv),
+        "settings": {
+            "run": str(run),
+            "checkpoint_hash": report.get("checkpoint_hash"),
+            "fit_images": int(frame.loc[held_out, "image"].nunique()),
+            "fit_regions": int(held_out.sum()),
+            "queries": len(queries),
+            "k": K,
+        },
+        "rows": rows,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    out = Path(args.out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=1))
+    atomic_write_text(out.with_suffix(".md"), markdown(result))
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    levels = sorted({lv for r in result["rows"] for lv in r["recall@10"]}, key=int)
+    lines = [
+        f"# Descriptor whitening: recall@{s['k']} (%) per level, {s['queries']} queries",
+        "",
+        f"Fitted on {s['fit_regions']} regions of the {s['fit_images']} images outside every "
+        f"pair; run `{s['run']}` (checkpoint {str(s['checkpoint_hash'])[:12]}).",
+        "",
+        "| whitening | " + " | ".join(f"L{lv}" for lv in levels) + " | min |",
+        "|---|" + "---|" * (len(levels) + 1),
+    ]
+    for r in result["rows"]:
+        values = [100 * r["recall@10"][lv] for lv in levels]
+        name = "none (stored)" if r["power"] is None else f"power {r['power']:g}"
+        lines.append(
+            f"| {name} | " + " | ".join(f"{v:.1f}" for v in values) + f" | {min(values):.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
