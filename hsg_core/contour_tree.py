@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import higra as hg
 import numpy as np
 
+from .overseg.ucm import check_has_pixel_pairs
+
 COARSE_OFFSET = (
     1.0  # added to coarse-stage altitudes so they sit above every fine one (which are <= 1)
 )
@@ -191,6 +193,7 @@ class ContourTree:
             raise ValueError(
                 f"edge map {edges.shape} and semantic map {semantic.shape} must be equal [H, W]"
             )
+        check_has_pixel_pairs(edges.shape)
         graph = hg.get_4_adjacency_graph(edges.shape)
         gate = 1.0 - params.fine_semantic + params.fine_semantic * semantic
         fine, fine_alt = _watershed(graph, edges * gate, params.pixel_edges)

@@ -34,6 +34,15 @@ def gradient_edges(image: np.ndarray) -> np.ndarray:
     return (edges / max(float(edges.max()), 1e-12)).astype(np.float32)
 
 
+def check_has_pixel_pairs(shape: tuple[int, ...]) -> None:
+    """A watershed needs two adjacent pixels: higra crashes the process (SIGSEGV) on a 1x1 map,
+    so one is refused with a ValueError first."""
+    if shape[0] * shape[1] < 2:
+        raise ValueError(
+            f"a {shape[1]}x{shape[0]} map has no adjacent pixels to build a watershed on"
+        )
+
+
 HIERARCHIES = {
     "dynamics": hg.watershed_hierarchy_by_dynamics,
     "area": hg.watershed_hierarchy_by_area,
@@ -57,6 +66,7 @@ class UCMHierarchy:
             )
         if edges.ndim != 2 or min(edges.shape) < 1:
             raise ValueError(f"edge map must be [H, W], got shape {edges.shape}")
+        check_has_pixel_pairs(edges.shape)
         graph = hg.get_4_adjacency_graph(edges.shape)
         weights = hg.weight_graph(graph, edges.astype(np.float64), hg.WeightFunction.max)
         tree, altitudes = HIERARCHIES[ordering](graph, weights)

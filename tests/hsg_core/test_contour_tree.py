@@ -233,3 +233,12 @@ def test_a_flipped_image_gives_mirrored_regions(axis):
         assert (
             pairs.shape[1] == np.unique(a).size == np.unique(b).size
         )  # the same partition, mirrored
+
+
+def test_a_one_pixel_image_is_refused_not_a_crash():
+    one = np.zeros((1, 1), np.float32)
+    with pytest.raises(ValueError, match="a 1x1 map has no adjacent pixels"):
+        ContourTree.build(one, one, ContourTreeParams(switch_regions=3, region_semantic=0.0))
+    two = np.array([[0.0, 1.0]], np.float32)
+    tree = ContourTree.build(two, two, ContourTreeParams(switch_regions=3, region_semantic=0.0))
+    assert tree.cut_regions(1).shape == (1, 2)

@@ -305,3 +305,11 @@ def test_ucm_floor_keeps_a_coarser_cut_on_a_simple_image_and_keeps_old_cache_key
     assert cache.key(image, plain) != cache.key(image, dataclasses.replace(plain, ucm_floor=0.25))
     with pytest.raises(ConfigError, match="ucm_floor"):
         OversegConfig(ucm_floor=1.5)
+
+
+def test_a_one_pixel_edge_map_is_refused_not_a_crash():
+    """higra kills the process (SIGSEGV) on a 1x1 watershed: refused first, with the reason."""
+    with pytest.raises(ValueError, match="a 1x1 map has no adjacent pixels"):
+        UCMHierarchy.from_edges(np.zeros((1, 1), np.float32))
+    two = UCMHierarchy.from_edges(np.array([[0.0, 1.0]], np.float32)).cut(4)
+    assert two.shape == (1, 2) and two.max() <= 1
