@@ -151,7 +151,9 @@ class SegmentIndex:
 
         Read at open: the faiss index, the id, numeric and image columns of the metadata (RLE
         masks are read by row group when a mask is asked for). Compressed indexes (manifest
-        "rerank") memory-map the vectors they re-rank with; others load them unless `mmap`.
+        "rerank", chosen past ~10^6 regions) memory-map their faiss codes and the vectors they
+        re-rank with (10^7 regions: open 2.5-2.7 s instead of 4-5.4 s, click p95 51-74 ms);
+        others load both unless `mmap`.
 
         Args:
             path: index folder.
@@ -186,9 +188,9 @@ class SegmentIndex:
                 manifest["format_version"],
                 folder,
             )
-        index = read_faiss(files["index"], mmap)
+        lossy = bool(manifest["rerank"])  # large and re-ranked from the vectors: map both
+        index = read_faiss(files["index"], mmap or lossy)
         metadata = LazyMetadata(files["metadata"])
-        lossy = bool(manifest["rerank"])  # re-ranked from the vectors: memory-map them
         vectors = read_vectors(files["vectors"], mmap or lossy)
         _check_consistent(files, manifest, index, metadata, vectors)
         ids = metadata.ids
