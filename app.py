@@ -45,18 +45,12 @@ from embedding_map import (  # noqa: E402
     selected_ids,
 )
 from explorer import (  # noqa: E402
-    Explorer,
-    IndexJob,
     Session,
     hit_at,
-    index_folder,
     level_colours,
     more_like_hit,
     one_line,
-    open_explorer,
     open_hit,
-    open_image,
-    open_upload,
     parse_choice,
     region_choices,
     render,
@@ -74,6 +68,14 @@ from explorer_output import (  # noqa: E402
     hierarchy_figure,
     image_file,
     parts_strip,
+)
+from explorer_service import (  # noqa: E402
+    Explorer,
+    IndexJob,
+    index_folder,
+    open_explorer,
+    open_image,
+    open_upload,
 )
 from hits_gallery import GALLERY_CSS, GALLERY_HTML, GALLERY_JS, gallery_payload  # noqa: E402
 from index_tab import Eta, folder_choices, info_rows  # noqa: E402
@@ -148,7 +150,7 @@ def run_index_job(
     session: Session | None = None,
     progress=gr.Progress(),
 ) -> tuple[list, IndexJob, Session]:
-    """Build or update an index over a folder (`explorer.index_folder`) with a live progress bar and
+    """Build or update an index over a folder (`explorer_service.index_folder`) with a live progress bar and
     the time left; the finished index becomes the one `session` searches.
     Returns (info rows, job, session)."""
     eta = Eta()
@@ -326,7 +328,7 @@ def open_path(
     roots: list[Path] | None = None,
     index_path: str = "",
 ):
-    """Open an image file (`explorer.open_image`: inside `roots` when given) in the explorer."""
+    """Open an image file (`explorer_service.open_image`: inside `roots` when given) in the explorer."""
     return opened(open_image(app, path, roots, index_path), level, opacity, boundaries_only)
 
 
@@ -732,7 +734,7 @@ def exposure_warnings(host: str, share: bool, logins: list | None) -> list[str]:
 
 
 def load_app(args: argparse.Namespace) -> Explorer:
-    """`explorer.open_explorer` with the launch options, telling the terminal each step.
+    """`explorer_service.open_explorer` with the launch options, telling the terminal each step.
 
     Bad input (checkpoint, index, data folder) ends the program with one line naming the file."""
     from hsg_core.weights import WeightsMissingError

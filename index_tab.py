@@ -1,7 +1,7 @@
 """The Index tab's policy, gradio-free: which folders one may index, how an index is described,
 how long a running job has left.
 
-`app.py` shows these; `explorer.index_folder` runs the job.
+`app.py` shows these; `explorer_service.index_folder` runs the job.
 """
 
 from __future__ import annotations

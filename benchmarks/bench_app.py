@@ -39,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
 import explorer as ex  # noqa: E402
+import explorer_service as svc  # noqa: E402
 import serve_options  # noqa: E402
 from benchmarks.explorer_index import explorer_index  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
@@ -103,7 +104,7 @@ def seconds(fn, *args, **kwargs) -> float:
     return time.perf_counter() - start
 
 
-def plan_calls(explorer: ex.Explorer, image: Path, repeats: int) -> list[tuple[int, ...]]:
+def plan_calls(explorer: svc.Explorer, image: Path, repeats: int) -> list[tuple[int, ...]]:
     """`repeats` + 1 (warm-up) rounds of (slider level, click x, click y, click level)."""
     rng = np.random.default_rng(0)
     h, w = explorer.predictor.read_image(image).shape[:2]
@@ -114,7 +115,7 @@ def plan_calls(explorer: ex.Explorer, image: Path, repeats: int) -> list[tuple[i
     ]
 
 
-def http_round_trips(explorer: ex.Explorer, image: Path, calls: list) -> dict:
+def http_round_trips(explorer: svc.Explorer, image: Path, calls: list) -> dict:
     """Client-observed times of /load_image once, then /render and /click_xy per call."""
     from gradio_client import Client, handle_file
 
@@ -156,7 +157,7 @@ def http_round_trips(explorer: ex.Explorer, image: Path, calls: list) -> dict:
     return {"load_image_s": load_s, **summary(samples)}
 
 
-def server_side(explorer: ex.Explorer, image: Path, calls: list) -> dict:
+def server_side(explorer: svc.Explorer, image: Path, calls: list) -> dict:
     """In-process times of the handlers behind /render and /click_xy, on a session of `image`."""
     index = explorer.index
     session = ex.set_image(explorer.predictor, explorer.predictor.read_image(image))
@@ -191,7 +192,7 @@ def server_side(explorer: ex.Explorer, image: Path, calls: list) -> dict:
     return summary(samples)
 
 
-def in_browser(explorer: ex.Explorer, repeats: int) -> dict:
+def in_browser(explorer: svc.Explorer, repeats: int) -> dict:
     """Headless Chromium on the running app (issue 12 targets): hover -> highlight drawn, level
     change -> canvas redrawn (both in the page, no server call), click -> gallery images loaded
     from an idle page (`IDLE_MS`) and once more at once after it (back to back); times from
@@ -256,7 +257,7 @@ def summary(samples: dict[str, list[float]]) -> dict:
     }
 
 
-def measure(explorer: ex.Explorer, image: Path, repeats: int, browser: bool = False) -> dict:
+def measure(explorer: svc.Explorer, image: Path, repeats: int, browser: bool = False) -> dict:
     """Both views of one explorer (index), and whether the server-side p95s meet the targets."""
     calls = plan_calls(explorer, image, repeats)
     result = {
@@ -294,7 +295,7 @@ def synthetic_runs(args: argparse.Namespace, image: Path) -> list[dict]:
         for factory in [named.get(f.lower(), f) for f in args.factory]:
             folder, commit_s = explorer_index(work, args.regions, factory)
             index = SegmentIndex.open(folder, use_gpu=False)  # no checkpoint check: synthetic
-            explorer = ex.Explorer(predictor, index, [], [index.data_root], work)
+            explorer = svc.Explorer(predictor, index, [], [index.data_root], work)
             runs.append({"index_commit_s": commit_s, **measure(explorer, image, args.repeats)})
             del explorer, index  # before the next index is opened
             gc.collect()

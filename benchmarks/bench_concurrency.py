@@ -32,6 +32,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import app  # noqa: E402
 import explorer as ex  # noqa: E402
+import explorer_service as svc  # noqa: E402
 import serve_options  # noqa: E402
 from benchmarks.bench_app import free_port, percentiles  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
@@ -168,7 +169,7 @@ def rss_mb() -> float:
 
 
 def run_users(
-    explorer: ex.Explorer, users: int, seconds: float, evict: int = 0, max_sessions: int = 64
+    explorer: svc.Explorer, users: int, seconds: float, evict: int = 0, max_sessions: int = 64
 ) -> dict:
     """Serve `explorer`, run `users` concurrent users for `seconds`, then `evict` one-shot users."""
     from gradio_client import Client, handle_file
@@ -220,7 +221,7 @@ def run_users(
     }
 
 
-def fake_explorer(root: Path) -> ex.Explorer:
+def fake_explorer(root: Path) -> svc.Explorer:
     """GridPredictor over an index of 8 generated images (numpy only: no model)."""
     from tests.fakes import GridPredictor
 
@@ -235,11 +236,11 @@ def fake_explorer(root: Path) -> ex.Explorer:
     index = open_or_build(
         data,
         root / "index",
-        ex.index_extractor(predictor),
+        svc.index_extractor(predictor),
         checkpoint_hash=predictor.checkpoint_hash,
         progress=lambda done, total: None,
     )
-    return ex.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
+    return svc.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
 
 
 def main() -> None:

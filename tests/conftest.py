@@ -146,7 +146,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory):
     """The app over a fake predictor (tests.fakes.GridPredictor) and an index of 5 generated images."""
-    import explorer as ex
+    import explorer_service as svc
     from index.managed import open_or_build
     from tests.fakes import GridPredictor
 
@@ -156,10 +156,10 @@ def explorer(tmp_path_factory):
     index = open_or_build(
         data,
         root / "index",
-        ex.index_extractor(predictor),
+        svc.index_extractor(predictor),
         checkpoint_hash=predictor.checkpoint_hash,
     )
-    return ex.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
+    return svc.Explorer(predictor, index, sorted(data.glob("*.png")), [data], root / "indexes")
 
 
 def png_header_only(width: int, height: int, colour_type: int = 2) -> bytes:

@@ -6,6 +6,7 @@ import pytest
 
 import app
 import explorer as ex
+import explorer_service as svc
 from hits_gallery import gallery_captions
 from index.managed import open_or_build
 from tests.conftest import free_port
@@ -111,7 +112,7 @@ def test_build_and_update_of_the_index_tab_run_one_at_a_time(tmp_path):
 
     data = write_shapes_images(tmp_path / "data", [(48, 64)] * 4)
     predictor = SlowPredictor()
-    explorer = ex.Explorer(predictor, None, [], [data], tmp_path / "indexes")
+    explorer = svc.Explorer(predictor, None, [], [data], tmp_path / "indexes")
     port = free_port()
     demo = app.launch(
         explorer, app.parse_args(["--port", str(port)]), prevent_thread_lock=True, quiet=True
@@ -301,7 +302,7 @@ def test_an_index_built_from_the_index_tab_never_rewrites_the_startup_index_or_a
             served,
             str(root / folder),
             "update",
-            ex.IndexJob(),
+            svc.IndexJob(),
             progress=lambda *args, **kwargs: None,
         )
         assert dict(rows)["status"] == "complete"
@@ -327,7 +328,7 @@ def test_an_index_of_another_data_folder_is_refused_with_one_line(tmp_path, monk
     given = tmp_path / "given"
     predictor = GridPredictor()
     open_or_build(
-        covered, given, ex.index_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash
+        covered, given, svc.index_extractor(predictor), checkpoint_hash=predictor.checkpoint_hash
     )
     with pytest.raises(SystemExit) as info:
         startup(other, monkeypatch, tmp_path / "cache", "--index", str(given))

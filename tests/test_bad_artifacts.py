@@ -16,6 +16,7 @@ import torch
 
 import app
 import explorer as ex
+import explorer_service as svc
 from hsg_core.checkpoint import atomic_torch_save
 from index.managed import open_or_build
 from tests.conftest import assert_one_line_error, tree_digest
@@ -289,14 +290,14 @@ def test_app_refuses_a_given_index_of_another_checkpoint_and_rebuilds_its_own(tm
         open_or_build(
             explorer.index.data_root,
             given,
-            ex.index_extractor(OtherModel()),
+            svc.index_extractor(OtherModel()),
             checkpoint_hash="0" * 64,
         )
     assert tree_digest(given) == before
     rebuilt = open_or_build(
         explorer.index.data_root,
         given,
-        ex.index_extractor(OtherModel()),
+        svc.index_extractor(OtherModel()),
         checkpoint_hash="0" * 64,
         managed=True,
     )

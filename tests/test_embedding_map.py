@@ -10,6 +10,7 @@ import pytest
 
 import embedding_map as em
 import explorer as ex
+import explorer_service as svc
 from tests.conftest import free_port
 from tests.test_app_browser import CHROMIUM, FLAGS, require_browser
 
@@ -22,7 +23,7 @@ def meta_by_id(index) -> dict:
 @pytest.fixture(scope="module")
 def searched(explorer):
     """A session over img0.png with region 3 of level 1 selected and 4 hits (one per image)."""
-    session = ex.open_image(explorer, explorer.examples[0])
+    session = svc.open_image(explorer, explorer.examples[0])
     session, _, _ = ex.select_region(explorer.index, session, 1, 3, k=4, one_per_image=True)
     assert len(session.hits) == 4
     return session

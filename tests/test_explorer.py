@@ -13,6 +13,7 @@ import pytest
 import embedding_map
 import explorer as ex
 import explorer_output as output
+import explorer_service as svc
 from hsg_core.viz import boundaries, crop_box, inner_band, outline_width
 from index import CheckpointMismatchError, DataRootMismatchError
 from index.managed import managed_index_dir, open_or_build, open_relocated
@@ -48,7 +49,7 @@ def test_changing_the_settings_reruns_the_search_for_the_selected_region(explore
     """Issue 12 item 2: a new k (or mode) re-queries the selection, the clicked pixel kept."""
     session, rows, items = ex.select_at(
         explorer.index,
-        ex.open_image(explorer, explorer.examples[0]),
+        svc.open_image(explorer, explorer.examples[0]),
         20,
         30,
         0,
@@ -69,7 +70,7 @@ def test_changing_the_settings_reruns_the_search_for_the_selected_region(explore
 
 
 def test_rerun_with_nothing_selected_does_nothing(explorer):
-    session = ex.open_image(explorer, explorer.examples[0])
+    session = svc.open_image(explorer, explorer.examples[0])
     assert ex.rerun(explorer.index, session, 5, False, False) is None and session.hits == []
     assert ex.rerun(explorer.index, ex.Session(), 5, True, True) is None
 
@@ -82,7 +83,10 @@ def test_a_region_picked_by_id_describes_a_pixel_of_that_region(explorer):
 
 
 def test_explorer_and_the_help_of_both_entry_points_load_neither_torch_nor_gradio():
-    assert not modules_after("import explorer, explorer_output") & {"gradio", "torch"}
+    assert not modules_after("import explorer, explorer_service, explorer_output") & {
+        "gradio",
+        "torch",
+    }
     help_app = "import runpy; sys.argv = ['app.py', '--help']; runpy.run_path('app.py', run_name='__main__')"
     assert not modules_after(help_app) & {"gradio", "torch", "faiss"}
     assert not modules_after("import cli; cli.main(['serve', '--help'])") & {
@@ -132,7 +136,7 @@ def test_an_uploaded_copy_of_an_indexed_photo_is_not_its_own_hit(explorer, tmp_p
     upload = Path(
         shutil.copy(explorer.examples[2], tmp_path / "upload.png")
     )  # gradio's cache: another name
-    session = ex.open_upload(explorer, upload)
+    session = svc.open_upload(explorer, upload)
     _, _, _ = ex.select_at(explorer.index, session, 5, 5, 3, k=5, one_per_image=False)
     assert session.hits and all(h.image != "img2.png" for h in session.hits)
     assert session.source == "img2.png"  # found by its bytes, not its name
@@ -148,17 +152,17 @@ def test_open_or_build_opens_builds_and_rebuilds_only_what_it_manages(tmp_path):
     predictor, notes = GridPredictor(), []
     out = managed_index_dir(tmp_path / "cache", data, predictor.checkpoint_hash)
     built = open_or_build(
-        data, out, ex.index_extractor(predictor), checkpoint_hash="a" * 64, note=notes.append
+        data, out, svc.index_extractor(predictor), checkpoint_hash="a" * 64, note=notes.append
     )
     assert len(built.images()) == 2 and notes[-1].startswith("indexing ")
     before = tree_digest(out)
     with pytest.raises(CheckpointMismatchError):
-        open_or_build(data, out, ex.index_extractor(predictor), checkpoint_hash="b" * 64)
+        open_or_build(data, out, svc.index_extractor(predictor), checkpoint_hash="b" * 64)
     assert tree_digest(out) == before
     rebuilt = open_or_build(
         data,
         out,
-        ex.index_extractor(predictor),
+        svc.index_extractor(predictor),
         checkpoint_hash="b" * 64,
         managed=True,
         note=notes.append,
@@ -186,17 +190,17 @@ def test_a_shipped_index_opens_from_a_moved_copy_of_its_images_only_if_unchanged
 def test_startup_uses_the_shipped_index_and_rebuilds_into_the_cache_when_it_does_not_fit(
     explorer, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(ex, "DEFAULT_IMAGES", explorer.index.data_root)
-    monkeypatch.setattr(ex, "SHIPPED_INDEX", explorer.index.path)
+    monkeypatch.setattr(svc, "DEFAULT_IMAGES", explorer.index.data_root)
+    monkeypatch.setattr(svc, "SHIPPED_INDEX", explorer.index.path)
     notes = []
     data = explorer.index.data_root.resolve()
-    shipped = ex.startup_index(explorer.predictor, data, None, tmp_path / "cache", notes.append)
+    shipped = svc.startup_index(explorer.predictor, data, None, tmp_path / "cache", notes.append)
     assert shipped.path == explorer.index.path and not (tmp_path / "cache").exists()
 
     class OtherModel(GridPredictor):
         checkpoint_hash = "0" * 64
 
-    rebuilt = ex.startup_index(OtherModel(), data, None, tmp_path / "cache", notes.append)
+    rebuilt = svc.startup_index(OtherModel(), data, None, tmp_path / "cache", notes.append)
     assert rebuilt.path == managed_index_dir(tmp_path / "cache", data, "0" * 64)
     assert any("does not fit" in n for n in notes) and any(n.startswith("indexing") for n in notes)
 
@@ -301,13 +305,13 @@ def test_export_and_figures(explorer):
 
 def test_folder_outside_roots_is_refused(explorer, tmp_path):
     root = explorer.data_roots[0]
-    assert ex.resolve_folder(str(root), explorer.data_roots) == root.resolve()
+    assert svc.resolve_folder(str(root), explorer.data_roots) == root.resolve()
     for bad in ("/etc", str(root / ".." / ".."), ""):
         with pytest.raises(ValueError):
-            ex.resolve_folder(bad, explorer.data_roots)
+            svc.resolve_folder(bad, explorer.data_roots)
     (root / "escape").symlink_to(tmp_path)
     with pytest.raises(ValueError, match="outside the allowed data roots"):
-        ex.resolve_folder(str(root / "escape"), explorer.data_roots)
+        svc.resolve_folder(str(root / "escape"), explorer.data_roots)
     (root / "escape").unlink()
 
 
@@ -325,7 +329,7 @@ def test_pick_a_region_from_the_hierarchy_list(explorer):
 # ----------------------------------------------------------------------------- hits in context
 def searched(explorer, **options):
     """A session after a click on level 1 of the first example, with its hits."""
-    session = ex.open_image(explorer, explorer.examples[0])
+    session = svc.open_image(explorer, explorer.examples[0])
     session, _, _ = ex.select_at(explorer.index, session, 20, 30, 1, k=4, **options)
     return session
 

@@ -5,6 +5,7 @@ import os
 import pytest
 
 import explorer as ex
+import explorer_service as svc
 from index_tab import (
     UI_SHARD_IMAGES,
     Eta,
@@ -97,18 +98,18 @@ def test_eta_counts_only_this_runs_rate():
 def test_cancel_keeps_finished_shards_and_update_continues(tmp_path):
     """Issue 12 item 7: Cancel, then Update resumes where the job stopped (not from 0 of 20)."""
     data = write_shapes_images(tmp_path / "data", [(24, 32)] * 20)
-    app = ex.Explorer(GridPredictor(), None, [], [data], tmp_path / "indexes")
-    job, reports = ex.IndexJob(), []
+    app = svc.Explorer(GridPredictor(), None, [], [data], tmp_path / "indexes")
+    job, reports = svc.IndexJob(), []
 
     def stop_after_ten(done: int, total: int) -> None:
         reports.append(done)
         if done >= 10:
             job.stop.set()
 
-    info, _ = ex.index_folder(app, str(data), "build", job, ex.Session(), stop_after_ten)
+    info, _ = svc.index_folder(app, str(data), "build", job, ex.Session(), stop_after_ten)
     assert info["status"] == "stopped" and info["images_total"] == 20
     resumed: list[int] = []
-    info, session = ex.index_folder(
+    info, session = svc.index_folder(
         app, str(data), "update", job, ex.Session(), lambda d, t: resumed.append(d)
     )
     assert resumed[0] >= UI_SHARD_IMAGES  # the finished shard was kept
