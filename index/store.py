@@ -152,7 +152,7 @@ class SegmentIndex:
         Read at open: the faiss index, the id, numeric and image columns of the metadata (RLE
         masks are read by row group when a mask is asked for). Compressed indexes (manifest
         "rerank", chosen past ~10^6 regions) memory-map their faiss codes and the vectors they
-        re-rank with (10^7 regions: open 2.5-2.7 s instead of 4-5.4 s, click p95 51-74 ms);
+        re-rank with, so neither is read at open (`benchmarks/results/index_scale_1e7.json`);
         others load both unless `mmap`.
 
         Args:
@@ -384,10 +384,7 @@ class SegmentIndex:
 
     def has_ids(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """[n] bool: which of `ids` are region ids of this index."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if self._ids.size == 0:
-            return np.zeros(ids.shape, dtype=bool)
-        return self._ids[np.minimum(np.searchsorted(self._ids, ids), self._ids.size - 1)] == ids
+        return self._lookup(ids)[1]
 
     def hits_of(self, ids: Sequence[int] | np.ndarray, scores: Sequence[float]) -> list[Hit]:
         """The regions `ids` (of this index) with the given `scores` as `Hit`s, in that order."""
@@ -430,13 +427,20 @@ class SegmentIndex:
         self._rows([region_id], f"{image}: no region {region} at level {level}")
         return region_id
 
+    def _lookup(self, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([N] int64 metadata row of each of `ids`, valid where found; [N] bool found)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self._ids.size == 0:
+            return np.zeros(ids.shape, dtype=np.int64), np.zeros(ids.shape, dtype=bool)
+        rows = np.minimum(np.searchsorted(self._ids, ids), self._ids.size - 1)
+        return rows, self._ids[rows] == ids
+
     def _rows(self, ids: Sequence[int] | np.ndarray, message: str | None = None) -> np.ndarray:
         """Metadata rows of `ids` ([N] int64)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        rows = np.minimum(np.searchsorted(self._ids, ids), self._ids.size - 1)
-        bad = self._ids[rows] != ids
-        if bad.any():
-            raise ValueError(message or f"unknown region id {int(ids[bad][0])} in {self.path}")
+        rows, found = self._lookup(ids)
+        if not found.all():
+            bad = int(np.asarray(ids, dtype=np.int64)[~found][0])
+            raise ValueError(message or f"unknown region id {bad} in {self.path}")
         return rows
 
     def _filter(
