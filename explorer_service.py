@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from explorer import Session, indexed_name, one_line, require_inside, set_image
-from hsg_files import file_sha256
+from hsg_files import file_sha256, is_inside
 from serve_options import DEFAULT_IMAGES, NOTE, SHIPPED_INDEX
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def resolve_folder(text: str, roots: list[Path]) -> Path:
     if not text.strip():
         raise ValueError("give a folder")
     path = Path(text).expanduser().resolve()
-    if not any(path == root.resolve() or path.is_relative_to(root.resolve()) for root in roots):
+    if not any(is_inside(path, root) for root in roots):
         raise ValueError(
             f"{text}: outside the allowed data roots ({', '.join(str(r) for r in roots)})"
         )
