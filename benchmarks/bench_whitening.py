@@ -80,12 +80,18 @@ def contact_sheet(
     queries = np.random.default_rng(1).choice(
         np.flatnonzero(fit_rows & big & (level >= 2) & (level <= 4)), count, replace=False
     )
-    rows = []
+    rows, tiles = [], {}  # a region shown in several rows is drawn once
+
+    def tile(row: int) -> np.ndarray:
+        if row not in tiles:
+            tiles[row] = region_tile(index, row)
+        return tiles[row]
+
     for query in queries:
         for vectors in spaces.values():
             others = np.flatnonzero((level == level[query]) & (image != image[query]))
             best = others[np.argsort(-(vectors[others] @ vectors[query]), kind="stable")[:6]]
-            rows.append(np.concatenate([region_tile(index, int(r)) for r in [query, *best]], 1))
+            rows.append(np.concatenate([tile(int(r)) for r in [query, *best]], 1))
     return np.concatenate(rows, 0)
 
 
