@@ -52,8 +52,7 @@ class DescriptorWhitening:
         x = np.asarray(descriptors, dtype=np.float64)
         if x.ndim != 2 or not np.isfinite(x).all():
             raise WhiteningError(f"descriptors must be a finite [N, D] array, got shape {x.shape}")
-        if not -0.5 <= power <= 0:
-            raise WhiteningError(f"power must lie in [-0.5, 0], got {power}")
+        check_power(power)
         if x.shape[0] < MIN_SAMPLES_PER_DIM * x.shape[1]:
             raise WhiteningError(
                 f"{x.shape[0]} descriptors are too few to fit a {x.shape[1]}-d whitening "
@@ -117,6 +116,12 @@ class DescriptorWhitening:
         return cls(mean, projection, power, descriptor, fitted_on)
 
 
+def check_power(power: float) -> None:
+    """Raises WhiteningError unless `power` lies in [-0.5, 0] (full whitening .. centring only)."""
+    if not -0.5 <= power <= 0:
+        raise WhiteningError(f"power must lie in [-0.5, 0], got {power}")
+
+
 def descriptor_setting(config) -> str:
     """The settings that make a region descriptor (an `HSGConfig`'s): a whitening fits only these."""
     c = config.contour
@@ -147,6 +152,7 @@ def fit_for_checkpoint(
     from .images import ImageReadError
     from .predictor import load_predictor
 
+    check_power(power)  # before minutes of segmenting, not after
     predictor = load_predictor(checkpoint, device)
     predictor.whitening = None  # fitted on what the model makes, not on whitened descriptors
     descriptors, used = [], 0

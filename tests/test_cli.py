@@ -387,4 +387,9 @@ def test_fit_whitening_writes_a_whitened_copy_and_names_a_bad_folder(
     (tmp_path / "bad" / "notes.jpg").write_text("not an image")
     code, _, err = run_hsg("fit-whitening", ckpt, tmp_path / "x.pt", "--data", tmp_path / "bad")
     assert_one_line_error(code, err, "no image could be segmented")
+    code, _, err = run_hsg(
+        "fit-whitening", ckpt, tmp_path / "x.pt", "--data", images, "--power", "0.3"
+    )
+    assert_one_line_error(code, err, "power must lie in [-0.5, 0], got 0.3")
+    assert "descriptors:" not in err  # refused before any image is segmented
     assert not (tmp_path / "x.pt").exists()
